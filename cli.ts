@@ -1,0 +1,254 @@
+/*L:050 The command line keeps the original launcher's shape:
+ *
+ *   lguest [--verbose] [--tunnet=(<ip>|bridge:<name>)] [--block=<file>]
+ *          [--initrd=<file>] <mem-in-mb> <vmlinux|bzImage> [kernel args...]
+ *
+ * Options come first; the first two plain arguments are the memory size and
+ * the kernel, and everything after the kernel belongs to the guest, even if
+ * it looks like an option. Every mistake gets one line on stderr naming the
+ * problem and a non-zero exit; the terminal is put back however we leave. :*/
+
+import { parseArgs } from "node:util";
+import { Machine, MAX_MEMORY_MIB } from "./lib/machine.ts";
+import { RawTerminal } from "./lib/sys/termios.ts";
+import { isatty } from "./lib/sys/calls.ts";
+import { VERSION } from "./lib/version.ts";
+
+/** Exit codes. */
+export const EXIT = { OK: 0, ERROR: 1, ABORTED: 2 } as const;
+
+const USAGE = `Usage: lguest [options] <mem-in-mb> <vmlinux|bzImage> [kernel args...]
+
+Boots a Linux kernel (ELF vmlinux or bzImage) on /dev/kvm, with a serial
+console (COM1, ttyS0) on this terminal.
+
+Options:
+  --initrd=<file>        load an initrd/initramfs for the kernel
+  --block=<file>         add a virtio block device (not supported yet)
+  --tunnet=<ip>          add a virtio network device on a new tap with this
+  --tunnet=bridge:<br>   host address, or attached to bridge <br> (not yet)
+  -v, --verbose          log boot decisions and unclaimed device accesses
+  -h, --help             show this help
+  --version              show the version
+
+Three Ctrl-C within one second stop the guest (exit status 2).
+Exit status: 0 when the guest shuts down or reboots, 1 on errors.
+
+Example:
+  lguest --initrd=initramfs.cpio.gz 256 bzImage console=ttyS0 earlyprintk=serial`;
+
+const OPTIONS = {
+  verbose: { type: "boolean", short: "v" },
+  tunnet: { type: "string", multiple: true },
+  block: { type: "string", multiple: true },
+  initrd: { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean" },
+} as const;
+
+/** A problem with the command line or its inputs: one line, exit 1. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** Parsed command line. */
+export interface CliArgs {
+  /** --verbose */
+  verbose: boolean;
+  /** --tunnet values, in order. */
+  tunnet: string[];
+  /** --block values, in order. */
+  block: string[];
+  /** --initrd */
+  initrd: string | undefined;
+  /** --help */
+  help: boolean;
+  /** --version */
+  version: boolean;
+  /** Guest memory in MiB. */
+  memoryMiB: number;
+  /** Kernel path. */
+  kernel: string;
+  /** Everything after the kernel. */
+  kernelArgs: string[];
+}
+
+/** Splits argv into launcher arguments and the guest's (after the kernel). */
+function splitAtKernel(argv: readonly string[]): [string[], string[]] {
+  const valued = new Set(["--tunnet", "--block", "--initrd"]);
+  let positionals = 0;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") {
+      const rest = argv.slice(i + 1);
+      const need = 2 - positionals;
+      return [[...argv.slice(0, i + 1), ...rest.slice(0, need)], rest.slice(need)];
+    }
+    if (a.startsWith("-") && a !== "-") {
+      if (valued.has(a)) i++;
+      continue;
+    }
+    if (++positionals === 2) return [argv.slice(0, i + 1), argv.slice(i + 1)];
+  }
+  return [[...argv], []];
+}
+
+/** Parses the launcher's command line; throws UsageError. */
+export function parseCli(argv: readonly string[]): CliArgs {
+  const [head, kernelArgs] = splitAtKernel(argv);
+  let parsed;
+  try {
+    parsed = parseArgs({ args: head, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(e instanceof Error ? e.message.split("\n")[0]! : String(e));
+  }
+  const v = { ...parsed.values };
+  const base = {
+    verbose: v.verbose ?? false,
+    tunnet: v.tunnet ?? [],
+    block: v.block ?? [],
+    initrd: v.initrd,
+    help: v.help ?? false,
+    version: v.version ?? false,
+    kernelArgs,
+  };
+  if (base.help || base.version) return { ...base, memoryMiB: 0, kernel: "" };
+  const [mem, kernel] = parsed.positionals;
+  if (mem === undefined || kernel === undefined) {
+    throw new UsageError("expected <mem-in-mb> and a kernel (try --help)");
+  }
+  if (!/^[0-9]+$/.test(mem) || Number(mem) <= 0) {
+    throw new UsageError(`memory size '${mem}' is not a positive whole number of MiB`);
+  }
+  const memoryMiB = Number(mem);
+  if (memoryMiB > MAX_MEMORY_MIB) throw new UsageError(`memory size ${mem} MiB is more than ${MAX_MEMORY_MIB} MiB`);
+  return { ...base, memoryMiB, kernel };
+}
+
+/** Host RAM in MiB from /proc/meminfo (undefined if unreadable). */
+function hostMemoryMiB(): number | undefined {
+  try {
+    const m = /^MemTotal:\s+(\d+) kB/m.exec(Deno.readTextFileSync("/proc/meminfo"));
+    return m ? Math.floor(Number(m[1]) / 1024) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function checkReadable(path: string, what: string): void {
+  try {
+    const st = Deno.statSync(path);
+    if (!st.isFile) throw new UsageError(`${what} '${path}' is not a regular file`);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    if (e instanceof Deno.errors.NotFound) throw new UsageError(`${what} '${path}' does not exist`);
+    if (e instanceof Deno.errors.PermissionDenied) throw new UsageError(`${what} '${path}' is not readable`);
+    throw new UsageError(`${what} '${path}': ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** Checks the inputs exist and fit before any KVM work. */
+function validate(args: CliArgs): void {
+  const host = hostMemoryMiB();
+  if (host !== undefined && args.memoryMiB > host) {
+    throw new UsageError(`memory size ${args.memoryMiB} MiB is more than this host's ${host} MiB of RAM`);
+  }
+  checkReadable(args.kernel, "kernel");
+  if (args.initrd !== undefined) checkReadable(args.initrd, "initrd");
+  if (args.block.length) throw new UsageError("--block is not supported yet (virtio-blk is coming)");
+  if (args.tunnet.length) throw new UsageError("--tunnet is not supported yet (virtio-net is coming)");
+}
+
+/*L:060 Raw mode makes the terminal belong to the guest, so it must be
+ * given back on every way out: a normal return, an exception, an unhandled
+ * rejection, and the signals that ask us to go (SIGINT, SIGTERM, SIGHUP). :*/
+function guardTerminal(term: RawTerminal, stop: () => void): () => void {
+  const restore = () => term.restore();
+  const onSignal = (code: number) => () => {
+    restore();
+    stop();
+    setTimeout(() => Deno.exit(code), 200);
+  };
+  const signals: Array<[Deno.Signal, () => void]> = [
+    ["SIGINT", onSignal(130)],
+    ["SIGTERM", onSignal(143)],
+    ["SIGHUP", onSignal(129)],
+  ];
+  for (const [s, h] of signals) Deno.addSignalListener(s, h);
+  globalThis.addEventListener("unload", restore);
+  globalThis.addEventListener("error", restore);
+  globalThis.addEventListener("unhandledrejection", restore);
+  return () => {
+    restore();
+    for (const [s, h] of signals) Deno.removeSignalListener(s, h);
+  };
+}
+
+/**
+ * Runs the launcher with `argv` and returns the process exit code.
+ * @param argv arguments after the program name
+ */
+export async function main(argv: readonly string[]): Promise<number> {
+  let args: CliArgs;
+  try {
+    args = parseCli(argv);
+    if (args.help) {
+      console.log(USAGE);
+      return EXIT.OK;
+    }
+    if (args.version) {
+      console.log(`lguest ${VERSION}`);
+      return EXIT.OK;
+    }
+    validate(args);
+  } catch (e) {
+    console.error(`lguest: ${e instanceof Error ? e.message : String(e)}`);
+    return EXIT.ERROR;
+  }
+
+  let machine: Machine | undefined;
+  const term = new RawTerminal(0);
+  const unguard = guardTerminal(term, () => machine?.stop());
+  try {
+    machine = Machine.create({
+      memoryMiB: args.memoryMiB,
+      kernel: args.kernel,
+      initrd: args.initrd,
+      cmdline: args.kernelArgs,
+      verbose: args.verbose,
+    });
+    if (args.verbose) describe(machine);
+    if (isatty(0)) term.enter();
+    const result = await machine.run();
+    term.restore();
+    if (args.verbose || !result.clean) {
+      const where = result.rip ? ` at rip ${result.rip}` : "";
+      console.error(`lguest: ${result.reason}${where} (${result.exits} exits)`);
+    }
+    if (result.reason.startsWith("stopped by the user")) return EXIT.ABORTED;
+    return result.clean ? EXIT.OK : EXIT.ERROR;
+  } catch (e) {
+    term.restore();
+    console.error(`lguest: ${e instanceof Error ? e.message : String(e)}`);
+    return EXIT.ERROR;
+  } finally {
+    unguard();
+    machine?.close();
+  }
+}
+
+function describe(m: Machine): void {
+  const hex = (n: number) => `0x${n.toString(16)}`;
+  const k = m.info.kernel;
+  console.error(`lguest: ${k.kind} kernel, entry ${hex(k.entry)}, ends at ${hex(k.kernelEnd)}`);
+  if (m.info.initrd) console.error(`lguest: initrd at ${hex(m.info.initrd.addr)}, ${m.info.initrd.size} bytes`);
+  console.error(`lguest: command line "${m.info.cmdline}"`);
+  for (const e of m.info.e820) console.error(`lguest: e820 ${hex(e.addr)}+${hex(e.size)} type ${e.type}`);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,109 @@
+/*L:500 The main thread serves every device from one loop, as the original
+ * launcher's Waker dreamed of: one epoll set holds every descriptor a device
+ * waits on (stdin, eventfds, later taps and disk completions), and each
+ * ready descriptor calls its handler. The wait itself runs on Deno's
+ * blocking pool so the JavaScript event loop stays free for signals, Worker
+ * messages and timers; a private eventfd lets anyone cut a wait short, which
+ * is how handlers are added, removed, or the loop stopped. :*/
+
+import { close, EPOLL, Epoll, eventfd, readAt, SysError, writeAll } from "./sys/mod.ts";
+import { bufferAddress } from "./sys/calls.ts";
+
+/** Called with the EPOLL.* bits that fired. */
+export type FdHandler = (events: number) => void;
+
+const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
+
+/** A single-threaded epoll loop. */
+export class EventLoop {
+  readonly #epoll = new Epoll(64);
+  readonly #handlers = new Map<number, FdHandler>();
+  readonly #wakeFd: number;
+  readonly #drain = new BigUint64Array(1);
+  #running = false;
+  #stopped = false;
+  /** Called when a handler throws; the default rethrows out of run(). */
+  onError: ((e: unknown) => void) | undefined;
+
+  constructor() {
+    this.#wakeFd = eventfd();
+    this.#epoll.add(this.#wakeFd, EPOLL.IN);
+  }
+
+  /**
+   * Watches `fd` for `events` and calls `handler` when they fire. Returns
+   * false if the fd cannot be polled (a regular file, /dev/null): the caller
+   * then treats it as always ready.
+   */
+  add(fd: number, events: number, handler: FdHandler): boolean {
+    try {
+      this.#epoll.add(fd, events);
+    } catch (e) {
+      if (e instanceof SysError && e.code === "EPERM") return false;
+      throw e;
+    }
+    this.#handlers.set(fd, handler);
+    this.wake();
+    return true;
+  }
+
+  /** Changes the events watched on `fd`. */
+  modify(fd: number, events: number): void {
+    this.#epoll.modify(fd, events);
+    this.wake();
+  }
+
+  /** Stops watching `fd` (no error if it was not watched). */
+  remove(fd: number): void {
+    if (!this.#handlers.delete(fd)) return;
+    try {
+      this.#epoll.remove(fd);
+    } catch {
+      // Already closed: the kernel dropped it from the set.
+    }
+  }
+
+  /** Cuts the current wait short. */
+  wake(): void {
+    if (this.#running) writeAll(this.#wakeFd, ONE);
+  }
+
+  /** Runs until stop(). */
+  async run(): Promise<void> {
+    this.#running = true;
+    try {
+      while (!this.#stopped) {
+        const ready = await this.#epoll.wait(-1);
+        for (const { fd, events } of ready) {
+          if (this.#stopped) break;
+          if (fd === this.#wakeFd) {
+            readAt(this.#wakeFd, bufferAddress(this.#drain), 8);
+            continue;
+          }
+          const h = this.#handlers.get(fd);
+          if (h === undefined) continue;
+          try {
+            h(events);
+          } catch (e) {
+            if (this.onError === undefined) throw e;
+            this.onError(e);
+          }
+        }
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+
+  /** Ends run() after the current batch. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#running) writeAll(this.#wakeFd, ONE);
+  }
+
+  /** Releases the epoll and wake fds. Call after run() has returned. */
+  close(): void {
+    this.#epoll.close();
+    close(this.#wakeFd);
+  }
+}

@@ -1,0 +1,170 @@
+/*L:310 Every return from KVM_RUN lands here. This function is the whole
+ * policy of the vCPU thread: port and MMIO accesses go to the bus, a triple
+ * fault or a keyboard-controller reset ends the VM cleanly, and anything we
+ * did not expect (an emulation failure, a failed entry, an exit reason we do
+ * not know) stops the VM with one line that says what happened and where.
+ * It reads the kvm_run page through a DataView and never calls into KVM, so
+ * the tests feed it hand-made exits without a VM. :*/
+
+import type { Bus } from "../bus.ts";
+import { KVM_CONST, KVM_EXIT, KVM_SYSTEM_EVENT } from "./ioctl.ts";
+import { getField, KVM_RUN } from "./structs.ts";
+
+/** What the run loop should do after an exit. */
+export type ExitResult =
+  | { kind: "continue" }
+  | { kind: "interrupted" }
+  | { kind: "stop"; clean: true; reason: string }
+  | { kind: "stop"; clean: false; reason: string };
+
+/** The buses an exit may be dispatched to, and an optional logger. */
+export interface ExitContext {
+  /** Port I/O devices. */
+  readonly pio: Bus;
+  /** MMIO devices. */
+  readonly mmio: Bus;
+  /** Receives --verbose lines (unclaimed accesses). */
+  readonly log?: (line: string) => void;
+}
+
+const R = KVM_RUN.fields;
+const CONTINUE: ExitResult = { kind: "continue" };
+const hex = (n: number | bigint) => `0x${n.toString(16)}`;
+
+/** Reads `size` little-endian bytes at `off`. */
+function readLe(v: DataView, off: number, size: number): number {
+  switch (size) {
+    case 1:
+      return v.getUint8(off);
+    case 2:
+      return v.getUint16(off, true);
+    case 4:
+      return v.getUint32(off, true);
+    default:
+      return Number(v.getBigUint64(off, true) & 0x1f_ffff_ffff_ffffn);
+  }
+}
+
+/** Writes `size` little-endian bytes of `value` at `off`. */
+function writeLe(v: DataView, off: number, size: number, value: number): void {
+  switch (size) {
+    case 1:
+      return v.setUint8(off, value & 0xff);
+    case 2:
+      return v.setUint16(off, value & 0xffff, true);
+    case 4:
+      return v.setUint32(off, value >>> 0, true);
+    default:
+      return v.setBigUint64(off, BigInt(value), true);
+  }
+}
+
+function pioExit(run: DataView, ctx: ExitContext): ExitResult {
+  const port = getField(run, 0, R["io.port"]);
+  const size = getField(run, 0, R["io.size"]);
+  const count = getField(run, 0, R["io.count"]);
+  const out = getField(run, 0, R["io.direction"]) === KVM_CONST.EXIT_IO_OUT;
+  let off = getField(run, 0, R["io.data_offset"]);
+  if (size !== 1 && size !== 2 && size !== 4) return { kind: "stop", clean: false, reason: `bad PIO size ${size}` };
+  if (off + size * count > run.byteLength) {
+    return { kind: "stop", clean: false, reason: `PIO data at ${off} outside kvm_run` };
+  }
+  const range = ctx.pio.find(port);
+  for (let i = 0; i < count; i++, off += size) {
+    if (range === undefined) {
+      if (out) ctx.log?.(`pio: unclaimed write ${hex(readLe(run, off, size))} to port ${hex(port)}`);
+      else {
+        ctx.log?.(`pio: unclaimed read of port ${hex(port)}`);
+        writeLe(run, off, size, 0xffffffff);
+      }
+      continue;
+    }
+    if (out) {
+      const action = range.device.write(port - range.base, size, readLe(run, off, size));
+      if (action === "reset") return { kind: "stop", clean: true, reason: `reset requested by ${range.device.name}` };
+    } else {
+      writeLe(run, off, size, range.device.read(port - range.base, size));
+    }
+  }
+  return CONTINUE;
+}
+
+function mmioExit(run: DataView, ctx: ExitContext): ExitResult {
+  const addr = getField(run, 0, R["mmio.phys_addr"]);
+  const len = getField(run, 0, R["mmio.len"]);
+  const write = getField(run, 0, R["mmio.is_write"]) !== 0;
+  const data = R["mmio.data"].offset;
+  if (len < 1 || len > 8) return { kind: "stop", clean: false, reason: `bad MMIO length ${len} at ${hex(addr)}` };
+  const range = ctx.mmio.find(addr);
+  if (range === undefined) {
+    if (write) ctx.log?.(`mmio: unclaimed write of ${len} bytes at ${hex(addr)}`);
+    else {
+      ctx.log?.(`mmio: unclaimed read of ${len} bytes at ${hex(addr)}`);
+      for (let i = 0; i < len; i++) run.setUint8(data + i, 0xff);
+    }
+    return CONTINUE;
+  }
+  const size = len === 8 ? 8 : len >= 4 ? 4 : len >= 2 ? 2 : 1;
+  if (write) {
+    const action = range.device.write(addr - range.base, size, readLe(run, data, size));
+    if (action === "reset") return { kind: "stop", clean: true, reason: `reset requested by ${range.device.name}` };
+  } else {
+    writeLe(run, data, size, range.device.read(addr - range.base, size));
+  }
+  return CONTINUE;
+}
+
+function internalError(run: DataView): ExitResult {
+  const sub = getField(run, 0, R["internal.suberror"]);
+  const n = Math.min(getField(run, 0, R["internal.ndata"]), 16);
+  const data: string[] = [];
+  for (let i = 0; i < n; i++) data.push(hex(run.getBigUint64(R["internal.data"].offset + i * 8, true)));
+  const kinds: Record<number, string> = { 1: "emulation failure", 2: "simultaneous exception", 3: "delivery event" };
+  const what = kinds[sub] ?? "unknown";
+  return {
+    kind: "stop",
+    clean: false,
+    reason: `KVM internal error: suberror ${sub} (${what})${data.length ? `, data [${data.join(" ")}]` : ""}`,
+  };
+}
+
+/**
+ * Decides what one exit means, dispatching device accesses to the buses.
+ * @param run a DataView over the vCPU's kvm_run page
+ * @param ctx the buses and logger
+ * @returns continue, interrupted, or stop (clean or not) with a reason
+ */
+export function handleExit(run: DataView, ctx: ExitContext): ExitResult {
+  const reason = getField(run, 0, R.exit_reason);
+  switch (reason) {
+    case KVM_EXIT.IO:
+      return pioExit(run, ctx);
+    case KVM_EXIT.MMIO:
+      return mmioExit(run, ctx);
+    case KVM_EXIT.INTR:
+      return { kind: "interrupted" };
+    case KVM_EXIT.SHUTDOWN:
+      return { kind: "stop", clean: true, reason: "guest triple fault (shutdown)" };
+    case KVM_EXIT.HLT:
+      return { kind: "stop", clean: true, reason: "guest halted" };
+    case KVM_EXIT.SYSTEM_EVENT: {
+      const type = getField(run, 0, R["system_event.type"]);
+      if (type === KVM_SYSTEM_EVENT.SHUTDOWN || type === KVM_SYSTEM_EVENT.RESET) {
+        return { kind: "stop", clean: true, reason: type === 1 ? "guest powered off" : "guest reset" };
+      }
+      return { kind: "stop", clean: false, reason: `guest system event ${type} (crash)` };
+    }
+    case KVM_EXIT.INTERNAL_ERROR:
+      return internalError(run);
+    case KVM_EXIT.FAIL_ENTRY: {
+      const why = run.getBigUint64(R["fail_entry.hardware_entry_failure_reason"].offset, true);
+      return { kind: "stop", clean: false, reason: `KVM entry failed: hardware reason ${hex(why)}` };
+    }
+    case KVM_EXIT.UNKNOWN: {
+      const hw = run.getBigUint64(R["hw.hardware_exit_reason"].offset, true);
+      return { kind: "stop", clean: false, reason: `unknown exit: hardware reason ${hex(hw)}` };
+    }
+    default:
+      return { kind: "stop", clean: false, reason: `unexpected exit reason ${reason}` };
+  }
+}

@@ -1,0 +1,232 @@
+/*L:105 Here the machine is assembled, in the order a PC would need it:
+ * open KVM, make a VM with its in-kernel interrupt controllers and timer,
+ * map guest RAM, load the kernel and initrd, write the command line, the
+ * memory map and the zero page, build the first page tables and GDT, create
+ * the vCPU and put it at the kernel's 64-bit entry. Then run() starts the
+ * vCPU thread and serves devices on the main thread's event loop until the
+ * guest stops. Everything acquired is released by close(), which is safe to
+ * call at any point, including after a failed create(). :*/
+
+import { GuestMemory } from "./memory.ts";
+import { Kvm } from "./kvm/kvm.ts";
+import { Vm } from "./kvm/vm.ts";
+import { Vcpu } from "./kvm/vcpu.ts";
+import { BOOT_MSRS, guestCpuid, setLongModeEntry, wireLapic } from "./kvm/cpu_setup.ts";
+import { type LoadedKernel, loadKernel } from "./boot/kernel.ts";
+import { type InitrdPlacement, loadInitrd } from "./boot/initrd.ts";
+import { joinCmdline, writeCmdline } from "./boot/cmdline.ts";
+import { type E820Entry, e820ForMemory, validateMemorySize } from "./boot/e820.ts";
+import { buildZeroPage } from "./boot/zeropage.ts";
+import { buildIdentityMap } from "./boot/pagetables.ts";
+import { BOOT_CS, BOOT_DS, writeGdt } from "./boot/gdt.ts";
+import { BOOT_STACK_TOP, IDT_ADDR, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, ZERO_PAGE_ADDR } from "./boot/layout.ts";
+import { EventLoop } from "./eventloop.ts";
+import { ConsoleInput } from "./console_input.ts";
+import { COM1_IRQ, Serial8250 } from "./devices/serial.ts";
+import { close, eventfd } from "./sys/calls.ts";
+import { VcpuThread } from "./vcpu_thread.ts";
+import type { VcpuExit } from "./vcpu_protocol.ts";
+
+/** How to build a machine. */
+export interface MachineConfig {
+  /** Guest RAM in MiB. */
+  memoryMiB: number;
+  /** Path of an ELF vmlinux or a bzImage. */
+  kernel: string;
+  /** Path of an initrd / initramfs, if any. */
+  initrd?: string | undefined;
+  /** Kernel command line: a string, or arguments joined with spaces. */
+  cmdline?: string | readonly string[] | undefined;
+  /** Log unclaimed device accesses and boot decisions to stderr. */
+  verbose?: boolean | undefined;
+  /** Where the serial console writes (default 1, stdout). */
+  consoleOutputFd?: number | undefined;
+  /** Where the serial console reads (default 0, stdin; null for none). */
+  consoleInputFd?: number | null | undefined;
+  /** Back guest RAM with transparent huge pages. */
+  hugePages?: boolean | undefined;
+  /** /dev/kvm path (default /dev/kvm). */
+  kvmPath?: string | undefined;
+}
+
+/** What the launcher placed where, for --verbose and tests. */
+export interface BootInfo {
+  /** The kernel as loaded. */
+  kernel: LoadedKernel;
+  /** The initrd placement, if any. */
+  initrd: InitrdPlacement | undefined;
+  /** The command line as written. */
+  cmdline: string;
+  /** The memory map handed to the guest. */
+  e820: readonly E820Entry[];
+  /** Where the boot GDT is. */
+  gdt: { base: number; limit: number };
+}
+
+/** How a run ended. */
+export type RunResult = VcpuExit;
+
+/** The most guest RAM we accept, in MiB (1 TiB). */
+export const MAX_MEMORY_MIB = 1024 * 1024;
+
+/** A booted-but-not-yet-running virtual machine. */
+export class Machine {
+  readonly #kvm: Kvm;
+  readonly #vm: Vm;
+  readonly #memory: GuestMemory;
+  readonly #vcpu: Vcpu;
+  readonly #config: MachineConfig;
+  readonly #serial = Serial8250.sharedState();
+  /** What went where. */
+  readonly info: BootInfo;
+  #thread: VcpuThread | undefined;
+  #loop: EventLoop | undefined;
+  #closed = false;
+
+  private constructor(kvm: Kvm, vm: Vm, memory: GuestMemory, vcpu: Vcpu, config: MachineConfig, info: BootInfo) {
+    this.#kvm = kvm;
+    this.#vm = vm;
+    this.#memory = memory;
+    this.#vcpu = vcpu;
+    this.#config = config;
+    this.info = info;
+  }
+
+  /** Guest RAM (the bounds-checked door). */
+  get memory(): GuestMemory {
+    return this.#memory;
+  }
+
+  /**
+   * Builds the machine: VM, memory, kernel, boot data, vCPU at its entry.
+   * @param config memory size, kernel, initrd, command line, console fds
+   * @returns a machine ready to run()
+   */
+  static create(config: MachineConfig): Machine {
+    const bytes = memoryBytes(config.memoryMiB);
+    validateMemorySize(bytes);
+    const kvm = Kvm.open(config.kvmPath);
+    const undo: Array<() => void> = [() => kvm.close()];
+    try {
+      const vm = Vm.create(kvm);
+      undo.push(() => vm.close());
+      vm.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDR);
+      vm.setTssAddr(KVM_TSS_ADDR);
+      vm.createIrqchip();
+      vm.createPit();
+
+      const memory = GuestMemory.create(bytes, { hugePages: config.hugePages ?? false });
+      undo.push(() => memory.close());
+      vm.mapMemory(memory.hostAddress, memory.regions);
+
+      const info = layOut(memory, config);
+      const vcpu = Vcpu.create(kvm, vm, 0);
+      undo.push(() => vcpu.close());
+      vcpu.setCpuid(guestCpuid(kvm, 0));
+      vcpu.setMsrs(BOOT_MSRS);
+      setLongModeEntry(vcpu, {
+        entry: info.kernel.entry,
+        zeroPage: ZERO_PAGE_ADDR,
+        cr3: buildIdentityMap(memory),
+        gdt: info.gdt,
+        idt: { base: IDT_ADDR, limit: 0 },
+        codeSelector: BOOT_CS,
+        dataSelector: BOOT_DS,
+        stack: BOOT_STACK_TOP,
+      });
+      wireLapic(vcpu);
+      return new Machine(kvm, vm, memory, vcpu, config, info);
+    } catch (e) {
+      for (const u of undo.reverse()) u();
+      throw e;
+    }
+  }
+
+  /**
+   * Runs the guest until it stops (reset, triple fault, power-off, stop()).
+   * @returns how the run ended
+   */
+  async run(): Promise<RunResult> {
+    if (this.#closed || this.#thread) throw new Error("machine already ran or was closed");
+    const loop = new EventLoop();
+    this.#loop = loop;
+    const spaceFd = eventfd();
+    const serial = new Serial8250(this.#serial, { irq: (level) => this.#vm.irqLine(COM1_IRQ, level) });
+    const inputFd = this.#config.consoleInputFd === undefined ? 0 : this.#config.consoleInputFd;
+    const input = inputFd === null
+      ? undefined
+      : new ConsoleInput(loop, inputFd, spaceFd, (b) => serial.receive(b), () => this.#abort());
+    try {
+      this.#thread = await VcpuThread.start({
+        id: 0,
+        vcpuFd: this.#vcpu.fd,
+        vmFd: this.#vm.fd,
+        runAddress: this.#vcpu.runAddress.toString(),
+        runSize: this.#vcpu.runSize,
+        consoleFd: this.#config.consoleOutputFd ?? 1,
+        serial: this.#serial,
+        spaceFd,
+        control: new SharedArrayBuffer(16),
+        verbose: this.#config.verbose ?? false,
+      });
+      const running = loop.run();
+      const result = await Promise.race([this.#thread.done, running.then(() => this.#thread!.done)]);
+      loop.stop();
+      await running;
+      return this.#aborted ? { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" } : result;
+    } finally {
+      input?.close();
+      loop.close();
+      close(spaceFd);
+    }
+  }
+
+  #aborted = false;
+
+  #abort(): void {
+    this.#aborted = true;
+    this.stop();
+  }
+
+  /** Asks the guest to stop; run() then resolves. Safe at any time. */
+  stop(): void {
+    this.#thread?.stop();
+  }
+
+  /** Releases the vCPU, memory, VM and /dev/kvm. Safe to call twice. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#thread?.terminate();
+    this.#vcpu.close();
+    this.#memory.close();
+    this.#vm.close();
+    this.#kvm.close();
+  }
+}
+
+function memoryBytes(mib: number): number {
+  if (!Number.isInteger(mib) || mib <= 0) throw new RangeError(`memory must be a positive whole number of MiB`);
+  if (mib > MAX_MEMORY_MIB) {
+    throw new RangeError(`memory of ${mib} MiB is more than the ${MAX_MEMORY_MIB} MiB we allow`);
+  }
+  return mib * 1024 * 1024;
+}
+
+/*L:115 The boot data, in dependency order: the kernel first (its size and
+ * limits decide where the initrd may go and how long the command line may
+ * be), then the initrd, the command line, and last the zero page that points
+ * at all of them. :*/
+function layOut(memory: GuestMemory, config: MachineConfig): BootInfo {
+  const kernel = loadKernel(memory, config.kernel);
+  const initrd = config.initrd === undefined
+    ? undefined
+    : loadInitrd(memory, config.initrd, { kernelEnd: kernel.kernelEnd, addrMax: kernel.initrdAddrMax });
+  const raw = config.cmdline ?? "";
+  const cmdline = typeof raw === "string" ? raw : joinCmdline(raw);
+  const placed = writeCmdline(memory, cmdline, kernel.cmdlineSize);
+  const e820 = e820ForMemory(memory);
+  buildZeroPage(memory, { setupHeader: kernel.setupHeader, cmdline: placed, initrd, e820 });
+  const gdt = writeGdt(memory);
+  return { kernel, initrd, cmdline, e820, gdt };
+}

@@ -1,0 +1,44 @@
+/*L:405 The vCPU Worker and the main thread share no objects, only numbers
+ * (file descriptors and addresses are process-wide) and SharedArrayBuffers.
+ * These are the messages they exchange. :*/
+
+/** What the main thread sends a vCPU Worker to start it. */
+export interface VcpuInit {
+  /** vCPU index. */
+  id: number;
+  /** The vCPU fd. */
+  vcpuFd: number;
+  /** The VM fd (for interrupt lines). */
+  vmFd: number;
+  /** Host address of the kvm_run mapping, as a decimal string. */
+  runAddress: string;
+  /** Size of the kvm_run mapping. */
+  runSize: number;
+  /** Where the UART's output goes (normally 1, stdout). */
+  consoleFd: number;
+  /** Shared UART state (see devices/serial.ts). */
+  serial: SharedArrayBuffer;
+  /** An eventfd the UART signals when its full receive ring drains. */
+  spaceFd: number;
+  /** Int32 control words: [0] = stop flag. */
+  control: SharedArrayBuffer;
+  /** Log unclaimed accesses to stderr. */
+  verbose: boolean;
+}
+
+/** How a vCPU's run ended. */
+export interface VcpuExit {
+  /** True for a guest-requested end (reset, triple fault, power-off) or a stop. */
+  clean: boolean;
+  /** One line saying why. */
+  reason: string;
+  /** Exits handled. */
+  exits: number;
+  /** Guest rip at the end, when known. */
+  rip?: string | undefined;
+}
+
+/** Messages from the Worker. */
+export type VcpuMessage =
+  | { type: "started"; tid: number }
+  | { type: "exit"; result: VcpuExit };

@@ -1,0 +1,2 @@
+/** The launcher version, kept equal to deno.json. */
+export const VERSION = "0.1.0";

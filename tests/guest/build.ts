@@ -1,0 +1,67 @@
+/*T:100 The test guest is built from source by whoever needs it (the tests,
+ * the demo, the benchmarks), with the host's gcc, into a cache directory
+ * keyed by a hash of the sources and flags, so the build runs once. :*/
+
+const HERE = new URL(".", import.meta.url).pathname;
+const SOURCES = ["start.S", "guest.c", "guest.ld"];
+const CFLAGS = [
+  "-O2",
+  "-ffreestanding",
+  "-fno-builtin",
+  "-nostdlib",
+  "-nostdinc",
+  "-static",
+  "-fno-pie",
+  "-no-pie",
+  "-fno-stack-protector",
+  "-fcf-protection=none",
+  "-mno-red-zone",
+  "-mgeneral-regs-only",
+  "-fno-asynchronous-unwind-tables",
+  "-Wall",
+  "-Werror",
+  "-Wl,--build-id=none",
+  "-Wl,-z,noexecstack",
+  "-Wl,--no-warn-rwx-segments",
+];
+
+/** The cache root: $LGUEST_CACHE, $XDG_CACHE_HOME/lguest or ~/.cache/lguest. */
+export function cacheRoot(): string {
+  const explicit = Deno.env.get("LGUEST_CACHE");
+  if (explicit) return explicit;
+  const xdg = Deno.env.get("XDG_CACHE_HOME");
+  return `${xdg || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`}/lguest`;
+}
+
+async function sourceHash(): Promise<string> {
+  const parts = [CFLAGS.join(" ")];
+  for (const s of SOURCES) parts.push(await Deno.readTextFile(`${HERE}${s}`));
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\0")));
+  return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Builds the test guest ELF (once per source change) and returns its path.
+ * @returns the path of the built guest.elf
+ */
+export async function buildTestGuest(): Promise<string> {
+  const dir = `${cacheRoot()}/guest-${await sourceHash()}`;
+  const out = `${dir}/guest.elf`;
+  try {
+    await Deno.stat(out);
+    return out;
+  } catch {
+    // Not built yet.
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${out}.${Deno.pid}.tmp`;
+  const args = [...CFLAGS, "-T", `${HERE}guest.ld`, "-o", tmp, `${HERE}start.S`, `${HERE}guest.c`];
+  const r = await new Deno.Command("gcc", { args, stderr: "piped", stdout: "piped" }).output();
+  if (!r.success) {
+    throw new Error(`building the test guest failed:\n${new TextDecoder().decode(r.stderr)}`);
+  }
+  await Deno.rename(tmp, out);
+  return out;
+}
+
+if (import.meta.main) console.log(await buildTestGuest());
