@@ -32,6 +32,7 @@ Options:
   --version              show the version
 
 Three Ctrl-C within one second stop the guest (exit status 2).
+LGUEST_KVM=<path> in the environment uses another KVM device node.
 Exit status: 0 when the guest shuts down or reboots, 1 on errors.
 
 Example:
@@ -219,6 +220,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       initrd: args.initrd,
       cmdline: args.kernelArgs,
       verbose: args.verbose,
+      kvmPath: Deno.env.get("LGUEST_KVM") ?? "/dev/kvm",
     });
     if (args.verbose) describe(machine);
     if (isatty(0)) term.enter();

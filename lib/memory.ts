@@ -37,6 +37,7 @@ export class GuestMemoryError extends RangeError {
   /** The requested length. */
   readonly length: bigint;
 
+  /** Makes the error; `what` optionally names what the range was for. */
   constructor(gpa: bigint, length: bigint, what?: string) {
     const label = what === undefined ? "" : `${what}: `;
     super(`${label}guest range 0x${gpa.toString(16)}+0x${length.toString(16)} is outside guest RAM`);

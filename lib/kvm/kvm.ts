@@ -10,6 +10,7 @@ import { KVM_CPUID2, KVM_CPUID_ENTRY2 } from "./structs.ts";
 
 /** A /dev/kvm problem the user can act on. */
 export class KvmUnavailableError extends Error {
+  /** Makes the error; `message` says what is wrong with /dev/kvm in one line. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "KvmUnavailableError";

@@ -82,6 +82,7 @@ export class SysError extends Error {
   /** The path, fd or other subject of the call, when there is one. */
   readonly subject: string | undefined;
 
+  /** Makes the error; `subject` is the path or fd the call acted on, if any. */
   constructor(call: string, errno: number, subject?: string) {
     const code = errnoName(errno);
     const on = subject === undefined ? "" : ` on ${subject}`;

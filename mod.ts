@@ -1,0 +1,42 @@
+/**
+ * lguest: boot and script Linux guests on /dev/kvm from TypeScript.
+ *
+ * A {@link Machine} is built from a memory size, a kernel (ELF `vmlinux` or
+ * `bzImage`), an optional initrd and a command line; `run()` starts its vCPU
+ * thread and serves its devices until the guest resets, powers off or is
+ * stopped.
+ *
+ * @example Boot a kernel with its console on this process's stdout
+ * ```ts ignore
+ * import { Machine } from "./mod.ts";
+ *
+ * const machine = Machine.create({
+ *   memoryMiB: 256,
+ *   kernel: "bzImage",
+ *   initrd: "initramfs.cpio.gz",
+ *   cmdline: "console=ttyS0 earlyprintk=serial",
+ *   consoleInputFd: null,
+ * });
+ * try {
+ *   const result = await machine.run();
+ *   console.log(result.clean ? "guest shut down" : `guest failed: ${result.reason}`);
+ * } finally {
+ *   machine.close();
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export { Machine, MAX_MEMORY_MIB } from "./lib/machine.ts";
+export type { BootInfo, MachineConfig, RunResult } from "./lib/machine.ts";
+export type { LoadedKernel } from "./lib/boot/kernel.ts";
+export type { InitrdPlacement } from "./lib/boot/initrd.ts";
+export type { E820Entry } from "./lib/boot/e820.ts";
+export type { CpuidEntry } from "./lib/kvm/kvm.ts";
+export { GuestMemory, GuestMemoryError } from "./lib/memory.ts";
+export type { GuestMemoryOptions, MemoryRegion } from "./lib/memory.ts";
+export { BootError } from "./lib/boot/errors.ts";
+export { Kvm, kvmFlavour, KvmUnavailableError } from "./lib/kvm/kvm.ts";
+export { SysError } from "./lib/sys/errno.ts";
+export { VERSION } from "./lib/version.ts";
