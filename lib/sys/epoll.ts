@@ -9,7 +9,7 @@ import { SysError } from "./errno.ts";
 import { close } from "./calls.ts";
 
 /** epoll event bits. */
-export const EPOLL = { IN: 1, OUT: 4, ERR: 8, HUP: 16, RDHUP: 0x2000, ET: 1 << 31 } as const;
+export const EPOLL = { IN: 1, OUT: 4, ERR: 8, HUP: 16, RDHUP: 0x2000, ET: 0x8000_0000 } as const;
 
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
