@@ -165,13 +165,23 @@ function validate(args: CliArgs): void {
 
 /*L:060 Raw mode makes the terminal belong to the guest, so it must be
  * given back on every way out: a normal return, an exception, an unhandled
- * rejection, and the signals that ask us to go (SIGINT, SIGTERM, SIGHUP). :*/
-function guardTerminal(term: RawTerminal, stop: () => void): () => void {
+ * rejection, and the signals that ask us to go (SIGINT, SIGTERM, SIGHUP).
+ * A signal stops the guest and the launcher then exits 128 + the signal's
+ * number, as a shell would report it. :*/
+interface TerminalGuard {
+  /** The exit status a caught signal asks for, if one arrived. */
+  readonly signalled: number | undefined;
+  /** Restores the terminal and removes the listeners. */
+  release(): void;
+}
+
+function guardTerminal(term: RawTerminal, stop: () => void): TerminalGuard {
   const restore = () => term.restore();
+  let signalled: number | undefined;
   const onSignal = (code: number) => () => {
     restore();
+    signalled ??= code;
     stop();
-    setTimeout(() => Deno.exit(code), 200);
   };
   const signals: Array<[Deno.Signal, () => void]> = [
     ["SIGINT", onSignal(130)],
@@ -182,9 +192,14 @@ function guardTerminal(term: RawTerminal, stop: () => void): () => void {
   globalThis.addEventListener("unload", restore);
   globalThis.addEventListener("error", restore);
   globalThis.addEventListener("unhandledrejection", restore);
-  return () => {
-    restore();
-    for (const [s, h] of signals) Deno.removeSignalListener(s, h);
+  return {
+    get signalled() {
+      return signalled;
+    },
+    release() {
+      restore();
+      for (const [s, h] of signals) Deno.removeSignalListener(s, h);
+    },
   };
 }
 
@@ -212,7 +227,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   let machine: Machine | undefined;
   const term = new RawTerminal(0);
-  const unguard = guardTerminal(term, () => machine?.stop());
+  const guard = guardTerminal(term, () => machine?.stop());
   try {
     machine = Machine.create({
       memoryMiB: args.memoryMiB,
@@ -230,6 +245,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       const where = result.rip ? ` at rip ${result.rip}` : "";
       console.error(`lguest: ${result.reason}${where} (${result.exits} exits)`);
     }
+    if (guard.signalled !== undefined) return guard.signalled;
     if (result.reason.startsWith("stopped by the user")) return EXIT.ABORTED;
     return result.clean ? EXIT.OK : EXIT.ERROR;
   } catch (e) {
@@ -237,7 +253,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     console.error(`lguest: ${e instanceof Error ? e.message : String(e)}`);
     return EXIT.ERROR;
   } finally {
-    unguard();
+    guard.release();
     machine?.close();
   }
 }

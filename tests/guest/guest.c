@@ -151,10 +151,15 @@ extern void irq_stub_0x24(void);
 
 void guest_irq(u32 vector)
 {
-	/* Reading IIR tells us why, and clears the THRE condition. */
-	irq_iir = inb(COM1 + 2);
-	outb(COM1 + 1, 0);			/* IER: no more interrupts */
-	irq_seen = (int)vector;
+	/* Reading IIR tells us why, and clears a THRE condition; received
+	 * data stays pending until the main loop reads it. */
+	u8 iir = inb(COM1 + 2);
+	if ((iir & 0x0f) == 0x02)
+		outb(COM1 + 1, inb(COM1 + 1) & ~0x02);	/* no more THRE */
+	if (!irq_seen) {
+		irq_iir = iir;
+		irq_seen = (int)vector;
+	}
 	mmio_write32(LAPIC_BASE + 0xb0, 0);	/* EOI */
 }
 
@@ -198,6 +203,42 @@ static void test_interrupt(void)
 	puts("\n");
 }
 
+static int has_word(const char *s, const char *w)
+{
+	for (; s && *s; s++) {
+		const char *a = s, *b = w;
+		while (*b && *a == *b)
+			a++, b++;
+		if (!*b && (*a == 0 || *a == ' '))
+			return 1;
+		while (*s && *s != ' ')
+			s++;
+		if (!*s)
+			break;
+	}
+	return 0;
+}
+
+/* Echo mode: sleep in hlt until the UART's receive interrupt, echo what
+ * arrived, and finish on 'q'. This is how the tests type at the guest. */
+static void echo_console(void)
+{
+	outb(COM1 + 1, 0x01);			/* IER: received data */
+	puts("ECHO-READY\n");
+	for (;;) {
+		__asm__ volatile("sti; hlt; cli");
+		while (inb(COM1 + 5) & 0x01) {
+			u8 c = inb(COM1);
+			if (c == 'q') {
+				outb(COM1 + 1, 0);
+				puts("\nECHO-END\n");
+				return;
+			}
+			putc((char)c);
+		}
+	}
+}
+
 void guest_main(const u8 *zero_page)
 {
 	puts("lguest test guest\n");
@@ -206,6 +247,8 @@ void guest_main(const u8 *zero_page)
 	report_e820(zero_page);
 	report_initrd(zero_page);
 	test_interrupt();
+	if (has_word((const char *)(u64)rd32(zero_page + 0x228), "lguest.echo"))
+		echo_console();
 	puts("DONE\n");
 	outb(0x64, 0xfe);			/* pulse reset via the i8042 */
 	for (;;)
