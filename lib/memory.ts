@@ -53,6 +53,9 @@ export interface GuestMemoryOptions {
   hugePages?: boolean;
 }
 
+/** A guest-supplied number as BigInt for messages (non-integers become -1). */
+const asBigInt = (x: number | bigint): bigint => typeof x === "bigint" ? x : Number.isInteger(x) ? BigInt(x) : -1n;
+
 /** The RAM layout for a guest of `size` bytes: below the hole, then above 4 GiB. */
 export function ramRegions(size: number): MemoryRegion[] {
   if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE !== 0) {
@@ -138,13 +141,15 @@ export class GuestMemory {
    */
   offset(gpa: number | bigint, length: number | bigint, what?: string): number {
     const off = this.tryOffset(gpa, length);
-    if (off < 0) throw new GuestMemoryError(BigInt(gpa), BigInt(length), what);
+    if (off < 0) throw new GuestMemoryError(asBigInt(gpa), asBigInt(length), what);
     return off;
   }
 
   /** Like {@link offset} but returns -1 instead of throwing. */
   tryOffset(gpa: number | bigint, length: number | bigint): number {
     if (this.#closed) return -1;
+    if (typeof gpa === "number" && !Number.isSafeInteger(gpa)) return -1;
+    if (typeof length === "number" && !Number.isSafeInteger(length)) return -1;
     if (typeof gpa === "number" && typeof length === "number") {
       if (!Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0) return -1;
       for (const r of this.regions) {

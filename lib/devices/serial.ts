@@ -208,6 +208,7 @@ export class Serial8250 implements BusDevice {
   write(offset: number, _size: number, value: number): BusAction {
     const v = value & 0xff;
     let out = -1;
+    let space = false;
     this.#lock();
     try {
       const s = this.#s;
@@ -229,7 +230,11 @@ export class Serial8250 implements BusDevice {
           }
           break;
         case 2:
-          if (v & 0x02) s[RX_HEAD] = s[RX_TAIL]!;
+          if (v & 0x02) {
+            s[RX_HEAD] = s[RX_TAIL]!;
+            space = s[WANT_SPACE] !== 0;
+            s[WANT_SPACE] = 0;
+          }
           s[FCR] = v & 0xc1;
           break;
         case 3:
@@ -247,5 +252,6 @@ export class Serial8250 implements BusDevice {
       this.#unlock();
     }
     if (out >= 0) this.#wiring.output?.(out);
+    if (space) this.#wiring.space?.();
   }
 }
