@@ -13,6 +13,7 @@ import { Machine, MAX_MEMORY_MIB } from "./lib/machine.ts";
 import { RawTerminal } from "./lib/sys/termios.ts";
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
+import { RngDevice } from "./lib/virtio/rng.ts";
 
 /** Exit codes. */
 export const EXIT = { OK: 0, ERROR: 1, ABORTED: 2 } as const;
@@ -27,6 +28,7 @@ Options:
   --block=<file>         add a virtio block device (not supported yet)
   --tunnet=<ip>          add a virtio network device on a new tap with this
   --tunnet=bridge:<br>   host address, or attached to bridge <br> (not yet)
+  --rng                  add a virtio entropy device (fed by getrandom)
   -v, --verbose          log boot decisions and unclaimed device accesses
   -h, --help             show this help
   --version              show the version
@@ -43,6 +45,7 @@ const OPTIONS = {
   tunnet: { type: "string", multiple: true },
   block: { type: "string", multiple: true },
   initrd: { type: "string" },
+  rng: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
@@ -65,6 +68,8 @@ export interface CliArgs {
   block: string[];
   /** --initrd */
   initrd: string | undefined;
+  /** --rng */
+  rng: boolean;
   /** --help */
   help: boolean;
   /** --version */
@@ -112,6 +117,7 @@ export function parseCli(argv: readonly string[]): CliArgs {
     tunnet: v.tunnet ?? [],
     block: v.block ?? [],
     initrd: v.initrd,
+    rng: v.rng ?? false,
     help: v.help ?? false,
     version: v.version ?? false,
     kernelArgs,
@@ -236,6 +242,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       cmdline: args.kernelArgs,
       verbose: args.verbose,
       kvmPath: Deno.env.get("LGUEST_KVM") ?? "/dev/kvm",
+      devices: args.rng ? [new RngDevice()] : [],
     });
     if (args.verbose) describe(machine);
     if (isatty(0)) term.enter();

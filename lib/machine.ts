@@ -26,6 +26,9 @@ import { COM1_IRQ, Serial8250 } from "./devices/serial.ts";
 import { close, eventfd } from "./sys/calls.ts";
 import { VcpuThread } from "./vcpu_thread.ts";
 import type { VcpuExit } from "./vcpu_protocol.ts";
+import type { VirtioDevice } from "./virtio/device.ts";
+import { layoutMmio, mmioCmdline, MmioDevices, type MmioSlot } from "./virtio/mmio_set.ts";
+import { MailboxServer } from "./virtio/mmio_proxy.ts";
 
 /** How to build a machine. */
 export interface MachineConfig {
@@ -47,6 +50,8 @@ export interface MachineConfig {
   hugePages?: boolean | undefined;
   /** /dev/kvm path (default /dev/kvm). */
   kvmPath?: string | undefined;
+  /** Virtio devices, in the order the guest should find them. */
+  devices?: readonly VirtioDevice[] | undefined;
 }
 
 /** What the launcher placed where, for --verbose and tests. */
@@ -77,13 +82,24 @@ export class Machine {
   readonly #vcpu: Vcpu;
   readonly #config: MachineConfig;
   readonly #serial = Serial8250.sharedState();
+  readonly #slots: MmioSlot[];
+  #devices: MmioDevices | undefined;
   /** What went where. */
   readonly info: BootInfo;
   #thread: VcpuThread | undefined;
   #loop: EventLoop | undefined;
   #closed = false;
 
-  private constructor(kvm: Kvm, vm: Vm, memory: GuestMemory, vcpu: Vcpu, config: MachineConfig, info: BootInfo) {
+  private constructor(
+    kvm: Kvm,
+    vm: Vm,
+    memory: GuestMemory,
+    vcpu: Vcpu,
+    config: MachineConfig,
+    info: BootInfo,
+    slots: MmioSlot[],
+  ) {
+    this.#slots = slots;
     this.#kvm = kvm;
     this.#vm = vm;
     this.#memory = memory;
@@ -119,7 +135,8 @@ export class Machine {
       undo.push(() => memory.close());
       vm.mapMemory(memory.hostAddress, memory.regions);
 
-      const info = layOut(memory, config);
+      const slots = layoutMmio(config.devices ?? []);
+      const info = layOut(memory, config, mmioCmdline(slots));
       const vcpu = Vcpu.create(kvm, vm, 0);
       undo.push(() => vcpu.close());
       vcpu.setCpuid(guestCpuid(kvm, 0));
@@ -135,7 +152,7 @@ export class Machine {
         stack: BOOT_STACK_TOP,
       });
       wireLapic(vcpu);
-      return new Machine(kvm, vm, memory, vcpu, config, info);
+      return new Machine(kvm, vm, memory, vcpu, config, info, slots);
     } catch (e) {
       for (const u of undo.reverse()) u();
       throw e;
@@ -151,6 +168,12 @@ export class Machine {
     const loop = new EventLoop();
     this.#loop = loop;
     const spaceFd = eventfd();
+    const mailbox = { shared: MailboxServer.shared(), fd: eventfd() };
+    const verbose = this.#config.verbose ?? false;
+    const log = (line: string, always = false) => {
+      if (always || verbose) console.error(`lguest: ${line}`);
+    };
+    this.#devices = new MmioDevices(this.#slots, this.#vm, this.#memory, loop, mailbox, log);
     const serial = new Serial8250(this.#serial, { irq: (level) => this.#vm.irqLine(COM1_IRQ, level) });
     const inputFd = this.#config.consoleInputFd === undefined ? 0 : this.#config.consoleInputFd;
     const input = inputFd === null
@@ -167,7 +190,10 @@ export class Machine {
         serial: this.#serial,
         spaceFd,
         control: new SharedArrayBuffer(16),
-        verbose: this.#config.verbose ?? false,
+        virtio: this.#slots.map((s) => ({ name: s.device.name, base: s.base, image: s.image })),
+        mailbox: mailbox.shared,
+        mailboxFd: mailbox.fd,
+        verbose,
       });
       const running = loop.run();
       const result = await Promise.race([this.#thread.done, running.then(() => this.#thread!.done)]);
@@ -176,8 +202,10 @@ export class Machine {
       return this.#aborted ? { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" } : result;
     } finally {
       input?.close();
+      this.#devices.close();
       loop.close();
       close(spaceFd);
+      close(mailbox.fd);
     }
   }
 
@@ -190,6 +218,7 @@ export class Machine {
 
   /** Asks the guest to stop; run() then resolves. Safe at any time. */
   stop(): void {
+    this.#devices?.stop();
     this.#thread?.stop();
   }
 
@@ -217,13 +246,14 @@ function memoryBytes(mib: number): number {
  * limits decide where the initrd may go and how long the command line may
  * be), then the initrd, the command line, and last the zero page that points
  * at all of them. :*/
-function layOut(memory: GuestMemory, config: MachineConfig): BootInfo {
+function layOut(memory: GuestMemory, config: MachineConfig, extraArgs: readonly string[]): BootInfo {
   const kernel = loadKernel(memory, config.kernel);
   const initrd = config.initrd === undefined
     ? undefined
     : loadInitrd(memory, config.initrd, { kernelEnd: kernel.kernelEnd, addrMax: kernel.initrdAddrMax });
   const raw = config.cmdline ?? "";
-  const cmdline = typeof raw === "string" ? raw : joinCmdline(raw);
+  const user = typeof raw === "string" ? raw : joinCmdline(raw);
+  const cmdline = [user, ...extraArgs].filter((s) => s.length > 0).join(" ");
   const placed = writeCmdline(memory, cmdline, kernel.cmdlineSize);
   const e820 = e820ForMemory(memory);
   buildZeroPage(memory, { setupHeader: kernel.setupHeader, cmdline: placed, initrd, e820 });

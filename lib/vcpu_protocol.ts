@@ -22,6 +22,12 @@ export interface VcpuInit {
   spaceFd: number;
   /** Int32 control words: [0] = stop flag. */
   control: SharedArrayBuffer;
+  /** Virtio-mmio windows: name, base address, shared register image. */
+  virtio: Array<{ name: string; base: number; image: SharedArrayBuffer }>;
+  /** The mailbox for forwarded register writes, and the eventfd that rings it. */
+  mailbox: SharedArrayBuffer;
+  /** See mailbox. */
+  mailboxFd: number;
   /** Log unclaimed accesses to stderr. */
   verbose: boolean;
 }

@@ -16,6 +16,8 @@ import { at, gettid, writeAll } from "./sys/calls.ts";
 import { lastErrno, libc } from "./sys/libc.ts";
 import { Errno, errnoName } from "./sys/errno.ts";
 import type { VcpuExit, VcpuInit, VcpuMessage } from "./vcpu_protocol.ts";
+import { MailboxClient, MmioProxy } from "./virtio/mmio_proxy.ts";
+import { MMIO_WINDOW } from "./virtio/mmio_regs.ts";
 
 const STOP = 0;
 const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
@@ -42,6 +44,8 @@ function run(init: VcpuInit): VcpuExit {
   const kbd = new I8042();
   pio.add(I8042_DATA_PORT, 5, kbd);
   pio.add(0x80, 1, new PostCodePort());
+  const mailbox = new MailboxClient(init.mailbox, init.mailboxFd);
+  init.virtio.forEach((v, i) => mmio.add(v.base, MMIO_WINDOW, new MmioProxy(v.name, i, v.image, mailbox)));
   const ctx = log === undefined ? { pio, mmio } : { pio, mmio, log };
 
   let exits = 0;

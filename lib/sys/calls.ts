@@ -238,6 +238,13 @@ export function getrandom(buf: Uint8Array<ArrayBuffer>): number {
   return n;
 }
 
+/** getrandom(2) straight into host memory at `addr` (e.g. a guest buffer). */
+export function getrandomAt(addr: bigint, len: number): number {
+  const n = Number(libc.getrandom(at(addr), BigInt(len), 0));
+  if (n < 0) fail("getrandom");
+  return n;
+}
+
 /** gettid(2): the calling OS thread's id. */
 export function gettid(): number {
   return libc.gettid();

@@ -3,7 +3,18 @@
  * keyed by a hash of the sources and flags, so the build runs once. :*/
 
 const HERE = new URL(".", import.meta.url).pathname;
-const SOURCES = ["start.S", "guest.c", "guest.ld"];
+const SOURCES = [
+  "start.S",
+  "guest.c",
+  "virtio.c",
+  "dev_rng.c",
+  "dev_blk.c",
+  "dev_net.c",
+  "dev_console.c",
+  "guest.h",
+  "virtio.h",
+  "guest.ld",
+];
 const CFLAGS = [
   "-O2",
   "-ffreestanding",
@@ -55,7 +66,8 @@ export async function buildTestGuest(): Promise<string> {
   }
   await Deno.mkdir(dir, { recursive: true });
   const tmp = `${out}.${Deno.pid}.tmp`;
-  const args = [...CFLAGS, "-T", `${HERE}guest.ld`, "-o", tmp, `${HERE}start.S`, `${HERE}guest.c`];
+  const units = SOURCES.filter((s) => /\.(c|S)$/.test(s)).map((s) => `${HERE}${s}`);
+  const args = [...CFLAGS, "-T", `${HERE}guest.ld`, "-o", tmp, ...units];
   const r = await new Deno.Command("gcc", { args, stderr: "piped", stdout: "piped" }).output();
   if (!r.success) {
     throw new Error(`building the test guest failed:\n${new TextDecoder().decode(r.stderr)}`);

@@ -14,10 +14,12 @@ _start:
 	int3
 	jmp	1b
 
-/* The interrupt stub: save the caller-saved registers, call the C handler
- * with the vector number, restore, return. */
-	.globl	irq_stub_0x24
-irq_stub_0x24:
+/* Interrupt stubs: save the caller-saved registers, call the C handler
+ * with the vector number, restore, return. One for the UART (0x24) and one
+ * per IOAPIC pin for virtio devices (vector 0x30 + irq). */
+	.macro	IRQ_STUB name, vector, handler
+	.globl	\name
+\name:
 	push	%rax
 	push	%rcx
 	push	%rdx
@@ -27,8 +29,8 @@ irq_stub_0x24:
 	push	%r9
 	push	%r10
 	push	%r11
-	mov	$0x24, %edi
-	call	guest_irq
+	mov	$\vector, %edi
+	call	\handler
 	pop	%r11
 	pop	%r10
 	pop	%r9
@@ -39,6 +41,21 @@ irq_stub_0x24:
 	pop	%rcx
 	pop	%rax
 	iretq
+	.endm
+
+	IRQ_STUB irq_stub_0x24, 0x24, guest_irq
+	.irp	n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23
+	IRQ_STUB virtio_stub_\n, 0x30+\n, virtio_irq
+	.endr
+
+	.section .rodata
+	.balign	8
+	.globl	irq_stubs
+irq_stubs:
+	.irp	n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23
+	.quad	virtio_stub_\n
+	.endr
+	.quad	0,0,0,0,0,0,0,0
 
 	.section .rodata
 	.balign 8

@@ -1,0 +1,363 @@
+/*V:200 The virtio-mmio transport (virtio 1.x, register layout version 2).
+ * Each device owns a 4 KiB window of guest physical addresses and an IRQ,
+ * and the driver learns of it from the kernel command line. This is the
+ * modern heir of lguest's device page: instead of a page of descriptors, a
+ * page of registers per device.
+ *
+ * The guest's register accesses arrive on the vCPU thread, but the device
+ * lives on the main thread. So the transport keeps its state here, on the
+ * main thread, and after every change it publishes what each register would
+ * read into a shared 4 KiB "register image". The vCPU thread answers reads
+ * straight from that image and acknowledges interrupts in it atomically;
+ * only writes that change state cross to the main thread (mmio_proxy.ts).
+ * Doorbells (QueueNotify) never reach either thread as exits: KVM turns
+ * them into eventfd signals (ioeventfd). :*/
+
+import type { GuestMemory } from "../memory.ts";
+import type { EventLoop } from "../eventloop.ts";
+import { bit, VIRTIO_F, VIRTIO_STATUS, type VirtioContext, type VirtioDevice } from "./device.ts";
+import { Virtqueue } from "./queue.ts";
+import { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR, MMIO_VERSION, MMIO_WINDOW } from "./mmio_regs.ts";
+
+export { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR, MMIO_VERSION, MMIO_WINDOW } from "./mmio_regs.ts";
+
+/** Ring features every device gets from the transport. */
+const TRANSPORT_FEATURES = bit(VIRTIO_F.VERSION_1) | bit(VIRTIO_F.EVENT_IDX) | bit(VIRTIO_F.INDIRECT_DESC);
+const ISR = MMIO_REG.INTERRUPT_STATUS >> 2;
+
+interface QueueRegs {
+  num: number;
+  ready: boolean;
+  desc: bigint;
+  avail: bigint;
+  used: bigint;
+  vq: Virtqueue | undefined;
+}
+
+/** What the transport needs from the machine. */
+export interface MmioTransportOptions {
+  /** Guest RAM. */
+  memory: GuestMemory;
+  /** The main event loop (handed to the device). */
+  loop: EventLoop;
+  /** Raise the device's interrupt (an irqfd write). */
+  interrupt: () => void;
+  /** The shared register image (MMIO_WINDOW bytes). */
+  image: SharedArrayBuffer;
+  /** Reports problems and, with --verbose, activity. */
+  log: (line: string, always?: boolean) => void;
+}
+
+/** One device behind one virtio-mmio window. */
+export class MmioTransport {
+  readonly device: VirtioDevice;
+  readonly #opts: MmioTransportOptions;
+  readonly #regs: Int32Array<SharedArrayBuffer>;
+  readonly #config: Uint8Array<SharedArrayBuffer>;
+  readonly #offered: bigint;
+  #status = 0;
+  #deviceFeaturesSel = 0;
+  #driverFeaturesSel = 0;
+  #driverFeatures = 0n;
+  #queueSel = 0;
+  #queues: QueueRegs[] = [];
+  #generation = 0;
+  #active = false;
+
+  /**
+   * @param device the device model
+   * @param options memory, loop, interrupt hook, register image, logger
+   */
+  constructor(device: VirtioDevice, options: MmioTransportOptions) {
+    if (options.image.byteLength < MMIO_WINDOW) throw new RangeError("register image smaller than a window");
+    if (device.config.length > MMIO_WINDOW - MMIO_REG.CONFIG) throw new RangeError(`${device.name}: config too big`);
+    this.device = device;
+    this.#opts = options;
+    this.#regs = new Int32Array(options.image, 0, MMIO_REG.CONFIG / 4);
+    this.#config = new Uint8Array(options.image, MMIO_REG.CONFIG, MMIO_WINDOW - MMIO_REG.CONFIG);
+    this.#offered = device.features | TRANSPORT_FEATURES;
+    this.#resetState();
+  }
+
+  /** The device status byte. */
+  get status(): number {
+    return this.#status;
+  }
+
+  /** The features the driver accepted (valid after FEATURES_OK). */
+  get features(): bigint {
+    return this.#driverFeatures;
+  }
+
+  #resetState(): void {
+    this.#status = 0;
+    this.#deviceFeaturesSel = 0;
+    this.#driverFeaturesSel = 0;
+    this.#driverFeatures = 0n;
+    this.#queueSel = 0;
+    this.#queues = this.device.queueSizes.map(() => ({
+      num: 0,
+      ready: false,
+      desc: 0n,
+      avail: 0n,
+      used: 0n,
+      vq: undefined,
+    }));
+    this.#active = false;
+    Atomics.store(this.#regs, ISR, 0);
+    this.#publishConfig();
+    this.#publish();
+  }
+
+  #set(offset: number, value: number): void {
+    Atomics.store(this.#regs, offset >> 2, value | 0);
+  }
+
+  /** Writes what every register reads now into the shared image. */
+  #publish(): void {
+    const R = MMIO_REG;
+    this.#set(R.MAGIC, MMIO_MAGIC);
+    this.#set(R.VERSION, MMIO_VERSION);
+    this.#set(R.DEVICE_ID, this.device.deviceId);
+    this.#set(R.VENDOR_ID, MMIO_VENDOR);
+    const sel = this.#deviceFeaturesSel;
+    this.#set(R.DEVICE_FEATURES, sel < 2 ? Number((this.#offered >> BigInt(32 * sel)) & 0xffffffffn) : 0);
+    const q = this.#queues[this.#queueSel];
+    this.#set(R.QUEUE_NUM_MAX, q ? this.device.queueSizes[this.#queueSel]! : 0);
+    this.#set(R.QUEUE_NUM, q?.num ?? 0);
+    this.#set(R.QUEUE_READY, q?.ready ? 1 : 0);
+    this.#set(R.STATUS, this.#status);
+    this.#set(R.CONFIG_GENERATION, this.#generation);
+  }
+
+  #publishConfig(): void {
+    this.#config.fill(0);
+    this.#config.set(this.device.config);
+  }
+
+  /** A register read (the vCPU thread reads the image; this mirrors it for tests). */
+  read(offset: number, size: number): number {
+    if (offset >= MMIO_REG.CONFIG) {
+      const at = offset - MMIO_REG.CONFIG;
+      let v = 0;
+      for (let i = size - 1; i >= 0; i--) v = v * 256 + (this.#config[at + i] ?? 0);
+      return v;
+    }
+    if (offset & 3) return 0;
+    return Atomics.load(this.#regs, offset >> 2) >>> 0;
+  }
+
+  /*V:210 Register writes, in the order a driver makes them: reset (status
+   * 0), ACKNOWLEDGE and DRIVER, feature negotiation in two 32-bit halves,
+   * FEATURES_OK (which we refuse, by not keeping the bit, if the driver
+   * asked for something we do not offer or left out VERSION_1), the queues
+   * one by one (select, size, three ring addresses, ready), and finally
+   * DRIVER_OK, when the device goes live. :*/
+
+  /** A driver write forwarded from the vCPU thread. */
+  write(offset: number, size: number, value: number): void {
+    const R = MMIO_REG;
+    const v = value >>> 0;
+    if (offset >= R.CONFIG) {
+      this.#writeConfig(offset - R.CONFIG, size, v);
+      return;
+    }
+    if (this.#status & VIRTIO_STATUS.NEEDS_RESET && offset !== R.STATUS && offset !== R.INTERRUPT_ACK) return;
+    const q = this.#queues[this.#queueSel];
+    const queueWritable = q !== undefined && !q.ready && !(this.#status & VIRTIO_STATUS.DRIVER_OK);
+    const half = (old: bigint, high: boolean) =>
+      high ? (old & 0xffffffffn) | (BigInt(v) << 32n) : (old & ~0xffffffffn) | BigInt(v);
+    switch (offset) {
+      case R.DEVICE_FEATURES_SEL:
+        this.#deviceFeaturesSel = v;
+        break;
+      case R.DRIVER_FEATURES_SEL:
+        this.#driverFeaturesSel = v;
+        break;
+      case R.DRIVER_FEATURES:
+        if (this.#status & VIRTIO_STATUS.FEATURES_OK) break;
+        if (this.#driverFeaturesSel < 2) {
+          const shift = BigInt(32 * this.#driverFeaturesSel);
+          this.#driverFeatures = (this.#driverFeatures & ~(0xffffffffn << shift)) | (BigInt(v) << shift);
+        }
+        break;
+      case R.QUEUE_SEL:
+        this.#queueSel = v;
+        break;
+      case R.QUEUE_NUM:
+        if (queueWritable) q.num = v;
+        break;
+      case R.QUEUE_DESC_LOW:
+      case R.QUEUE_DESC_HIGH:
+        if (queueWritable) q.desc = half(q.desc, offset === R.QUEUE_DESC_HIGH);
+        break;
+      case R.QUEUE_AVAIL_LOW:
+      case R.QUEUE_AVAIL_HIGH:
+        if (queueWritable) q.avail = half(q.avail, offset === R.QUEUE_AVAIL_HIGH);
+        break;
+      case R.QUEUE_USED_LOW:
+      case R.QUEUE_USED_HIGH:
+        if (queueWritable) q.used = half(q.used, offset === R.QUEUE_USED_HIGH);
+        break;
+      case R.QUEUE_READY:
+        if (q !== undefined) this.#setQueueReady(this.#queueSel, q, v === 1);
+        break;
+      case R.QUEUE_NOTIFY:
+        this.notify(v);
+        break;
+      case R.INTERRUPT_ACK:
+        Atomics.and(this.#regs, ISR, ~v);
+        break;
+      case R.STATUS:
+        this.#writeStatus(v & 0xff);
+        break;
+      default:
+        this.#opts.log(`${this.device.name}: write to read-only register 0x${offset.toString(16)} ignored`);
+    }
+    this.#publish();
+  }
+
+  #setQueueReady(index: number, q: QueueRegs, ready: boolean): void {
+    if (!ready) {
+      q.ready = false;
+      q.vq = undefined;
+      return;
+    }
+    if (q.ready || !(this.#status & VIRTIO_STATUS.FEATURES_OK)) return;
+    const max = this.device.queueSizes[index]!;
+    if (q.num === 0 || q.num > max || (q.num & (q.num - 1)) !== 0) {
+      this.#fail(`queue ${index} size ${q.num} is not a power of two from 1 to ${max}`);
+      return;
+    }
+    const features = this.#driverFeatures;
+    try {
+      q.vq = new Virtqueue(this.#opts.memory, { size: q.num, desc: q.desc, avail: q.avail, used: q.used }, {
+        eventIdx: (features & bit(VIRTIO_F.EVENT_IDX)) !== 0n,
+        indirect: (features & bit(VIRTIO_F.INDIRECT_DESC)) !== 0n,
+      }, `${this.device.name} queue ${index}`);
+      q.ready = true;
+    } catch (e) {
+      this.#fail(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  #writeStatus(v: number): void {
+    const S = VIRTIO_STATUS;
+    if (v === 0) {
+      this.reset();
+      return;
+    }
+    const rising = v & ~this.#status;
+    let next = v | (this.#status & S.NEEDS_RESET);
+    if (rising & S.FEATURES_OK && !this.#featuresAcceptable()) next &= ~S.FEATURES_OK;
+    if (rising & S.DRIVER_OK && !(next & S.FEATURES_OK)) next &= ~S.DRIVER_OK;
+    this.#status = next;
+    if (rising & S.DRIVER_OK && next & S.DRIVER_OK) this.#activate();
+    if (rising & S.FAILED) this.#stopDevice();
+  }
+
+  #featuresAcceptable(): boolean {
+    const f = this.#driverFeatures;
+    if ((f & ~this.#offered) !== 0n) {
+      this.#opts.log(`${this.device.name}: driver asked for features we do not offer (0x${f.toString(16)})`, true);
+      return false;
+    }
+    if ((f & bit(VIRTIO_F.VERSION_1)) === 0n) {
+      this.#opts.log(`${this.device.name}: driver did not accept VERSION_1 (legacy drivers are not supported)`, true);
+      return false;
+    }
+    return this.device.acceptFeatures?.(f) ?? true;
+  }
+
+  #context(): VirtioContext {
+    const memory = this.#opts.memory;
+    const loop = this.#opts.loop;
+    const features = this.#driverFeatures;
+    return {
+      memory,
+      loop,
+      features,
+      used: (queue) => this.#used(queue),
+      fail: (reason) => this.#fail(reason),
+      configChanged: () => this.configChanged(),
+      log: (line) => this.#opts.log(`${this.device.name}: ${line}`),
+    };
+  }
+
+  #activate(): void {
+    this.#active = true;
+    this.#guard(() => this.device.activate(this.#context(), this.#queues.map((q) => q.ready ? q.vq : undefined)));
+  }
+
+  #used(queue: number): void {
+    const vq = this.#queues[queue]?.vq;
+    if (this.#active && vq !== undefined && vq.needsInterrupt()) this.#interrupt(MMIO_INT.VRING);
+  }
+
+  #interrupt(bits: number): void {
+    Atomics.or(this.#regs, ISR, bits);
+    this.#opts.interrupt();
+  }
+
+  /** The driver rang queue `queue`'s doorbell. */
+  notify(queue: number): void {
+    if (!this.#active || this.#status & VIRTIO_STATUS.NEEDS_RESET) return;
+    if (this.#queues[queue]?.vq === undefined) return;
+    this.#guard(() => this.device.notify(queue));
+  }
+
+  /** Runs device code; a guest rule broken anywhere inside fails the device, never the launcher. */
+  #guard(work: () => void): void {
+    try {
+      work();
+    } catch (e) {
+      this.#fail(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  /*V:220 When the guest breaks a rule (a descriptor index past the ring, a
+   * buffer outside RAM, a loop), the device stops and sets DEVICE_NEEDS_RESET
+   * with a configuration-change interrupt, as the spec provides. The driver
+   * may reset it and start over; the launcher and the other devices carry
+   * on, and the message says which device, which queue and which rule. :*/
+  #fail(reason: string): void {
+    if (this.#status & VIRTIO_STATUS.NEEDS_RESET) return;
+    this.#opts.log(`${this.device.name}: ${reason}; device needs reset`, true);
+    this.#stopDevice();
+    this.#status |= VIRTIO_STATUS.NEEDS_RESET;
+    this.#publish();
+    if (this.#status & VIRTIO_STATUS.DRIVER_OK) this.#interrupt(MMIO_INT.CONFIG);
+  }
+
+  #stopDevice(): void {
+    if (!this.#active) return;
+    this.#active = false;
+    try {
+      this.device.reset();
+    } catch (e) {
+      this.#opts.log(`${this.device.name}: reset failed: ${e instanceof Error ? e.message : String(e)}`, true);
+    }
+  }
+
+  /** Device reset: the device lets go of every queue before this returns. */
+  reset(): void {
+    this.#stopDevice();
+    this.#resetState();
+  }
+
+  /** The device changed its config: new generation, config interrupt. */
+  configChanged(): void {
+    this.#generation = (this.#generation + 1) | 0;
+    this.#publishConfig();
+    this.#publish();
+    if (this.#status & VIRTIO_STATUS.DRIVER_OK) this.#interrupt(MMIO_INT.CONFIG);
+  }
+
+  #writeConfig(at: number, size: number, v: number): void {
+    if (at + size > this.device.config.length || this.device.writeConfig === undefined) return;
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i++) bytes[i] = (v >>> (8 * i)) & 0xff;
+    this.#guard(() => this.device.writeConfig!(at, bytes));
+    this.#publishConfig();
+  }
+}
