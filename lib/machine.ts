@@ -19,6 +19,7 @@ import { type E820Entry, e820ForMemory, validateMemorySize } from "./boot/e820.t
 import { buildZeroPage } from "./boot/zeropage.ts";
 import { buildIdentityMap } from "./boot/pagetables.ts";
 import { BOOT_CS, BOOT_DS, writeGdt } from "./boot/gdt.ts";
+import { writeMpTable } from "./boot/mptable.ts";
 import { BOOT_STACK_TOP, IDT_ADDR, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, ZERO_PAGE_ADDR } from "./boot/layout.ts";
 import { EventLoop } from "./eventloop.ts";
 import { ConsoleInput } from "./console_input.ts";
@@ -245,7 +246,8 @@ function memoryBytes(mib: number): number {
 /*L:115 The boot data, in dependency order: the kernel first (its size and
  * limits decide where the initrd may go and how long the command line may
  * be), then the initrd, the command line, and last the zero page that points
- * at all of them. :*/
+ * at all of them. The GDT and the MP table (how Linux finds the IOAPIC that
+ * routes our devices' interrupts) sit in low memory the kernel leaves alone. :*/
 function layOut(memory: GuestMemory, config: MachineConfig, extraArgs: readonly string[]): BootInfo {
   const kernel = loadKernel(memory, config.kernel);
   const initrd = config.initrd === undefined
@@ -258,5 +260,6 @@ function layOut(memory: GuestMemory, config: MachineConfig, extraArgs: readonly 
   const e820 = e820ForMemory(memory);
   buildZeroPage(memory, { setupHeader: kernel.setupHeader, cmdline: placed, initrd, e820 });
   const gdt = writeGdt(memory);
+  writeMpTable(memory, { cpus: 1 });
   return { kernel, initrd, cmdline, e820, gdt };
 }

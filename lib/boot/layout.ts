@@ -26,6 +26,8 @@ export const CMDLINE_MAX = 0x10000;
 export const EBDA_START = 0x9fc00;
 /** MP floating pointer and table live here, inside the reserved EBDA. */
 export const MPTABLE_ADDR = 0x9fc00;
+/** End (exclusive) of the MP table's kilobyte: the legacy VGA window starts here. */
+export const MPTABLE_END = 0xa0000;
 /** Start of "high" memory: nothing of ours above this but the initrd. */
 export const HIMEM_START = 0x100000;
 /** Where protected-mode bzImage code goes when it has no preference. */

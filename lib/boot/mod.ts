@@ -20,3 +20,4 @@ export * from "./kernel.ts";
 export * from "./layout.ts";
 export * from "./pagetables.ts";
 export * from "./zeropage.ts";
+export * from "./mptable.ts";
