@@ -3,18 +3,11 @@
  * keyed by a hash of the sources and flags, so the build runs once. :*/
 
 const HERE = new URL(".", import.meta.url).pathname;
-const SOURCES = [
-  "start.S",
-  "guest.c",
-  "virtio.c",
-  "dev_rng.c",
-  "dev_blk.c",
-  "dev_net.c",
-  "dev_console.c",
-  "guest.h",
-  "virtio.h",
-  "guest.ld",
-];
+/** Every source file in this directory: C, assembly, headers, the linker script. */
+const SOURCES = [...Deno.readDirSync(HERE)]
+  .map((e) => e.name)
+  .filter((n) => /\.(c|S|h|ld)$/.test(n))
+  .sort();
 const CFLAGS = [
   "-O2",
   "-ffreestanding",

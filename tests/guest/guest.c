@@ -12,6 +12,7 @@
  */
 #include "guest.h"
 #include "virtio.h"
+#include "user.h"
 
 /* ---- console ---- */
 
@@ -311,6 +312,40 @@ static void echo_console(void)
 	}
 }
 
+/* ---- ring 3 benchmarks ---- */
+
+static u64 bench_count;
+
+/* bench.pio=N: N port writes from ring 3, one exit each, timed with the TSC;
+ * the launcher handles each in its vCPU thread. */
+static void user_pio_bench(u64 n)
+{
+	u16 cs;
+	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
+	u64 t0 = rdtsc();
+	for (u64 i = 0; i < n; i++)
+		__asm__ volatile("outb %%al, $0x80" : : "a"((u8)i));
+	u64 cycles = rdtsc() - t0;
+	puts("BENCH-PIO: ");
+	putdec(n);
+	puts(" ");
+	putdec(cycles);
+	puts(" cpl ");
+	putdec(cs & 3);
+	puts("\nDONE\n");
+	user_exit();
+}
+
+static void run_benchmarks(void)
+{
+	u32 len;
+	const char *n = cmdline_param("bench.pio", &len);
+	if (n) {
+		bench_count = parse_num(n, len);
+		run_user_noreturn(user_pio_bench, bench_count);
+	}
+}
+
 /* ---- virtio devices ---- */
 
 static void test_virtio(void)
@@ -344,6 +379,7 @@ void guest_main(const u8 *zero_page)
 	report_initrd(zero_page);
 	interrupts_init();
 	test_interrupt();
+	run_benchmarks();
 	test_virtio();
 	if (cmdline_has("lguest.echo"))
 		echo_console();

@@ -48,6 +48,19 @@ _start:
 	IRQ_STUB virtio_stub_\n, 0x30+\n, virtio_irq
 	.endr
 
+/* enter_user(fn, arg, user_rsp): irets to ring 3 at fn(arg) on the user
+ * stack, with IOPL 3 and interrupts off. There is no way back (user.c). */
+	.globl	enter_user
+enter_user:
+	mov	%rdi, %rax
+	mov	%rsi, %rdi
+	pushq	$0x2b			/* ss */
+	pushq	%rdx			/* rsp */
+	pushq	$0x3002			/* rflags: IOPL 3, IF 0 */
+	pushq	$0x33			/* cs */
+	pushq	%rax			/* rip */
+	iretq
+
 	.section .rodata
 	.balign	8
 	.globl	irq_stubs

@@ -1,0 +1,24 @@
+/* Running a function in ring 3 (see user.c). */
+#ifndef USER_H
+#define USER_H
+#include "guest.h"
+
+/* Runs fn(arg) in ring 3 (IOPL 3, interrupts off) and never comes back:
+ * fn must end the VM itself (see user_exit). */
+void run_user_noreturn(void (*fn)(u64), u64 arg) __attribute__((noreturn));
+
+/* Ends the VM from ring 3: a reset pulse through the i8042. */
+static inline __attribute__((noreturn)) void user_exit(void)
+{
+	for (;;)
+		outb(0x64, 0xfe);
+}
+
+static inline u64 rdtsc(void)
+{
+	u32 lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return ((u64)hi << 32) | lo;
+}
+
+#endif
