@@ -30,6 +30,8 @@ Deno.test({
       assert.equal(run.code, 0, `exit status (stderr: ${run.stderr})`);
       const r = guestReport(run.stdout);
       assert.match(r.get("MODE")?.[0] ?? "", /^long /);
+      assert.deepEqual(r.get("CPUID-HYPERVISOR-BIT"), ["1"]);
+      assert.deepEqual(r.get("CPUID-HYPERVISOR"), ["KVMKVMKVM"], "KVM's hypervisor leaf passed through");
       assert.deepEqual(r.get("CMDLINE"), ["root=/dev/null lguest.test=1"]);
       assert.deepEqual(r.get("E820"), ["0x0 0x9fc00 1", "0x9fc00 0x60400 2", "0x100000 0x3f00000 1"]);
       const [addr, size, sum] = (r.get("INITRD")?.[0] ?? "").split(" ");

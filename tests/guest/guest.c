@@ -172,6 +172,26 @@ static void report_mode(void)
 	puts("\n");
 }
 
+/* The launcher passes KVM's CPUID through, with the hypervisor bit set and
+ * the hypervisor leaves that name KVM. */
+static void report_cpuid(void)
+{
+	u32 a, b, c, d;
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+	puts("CPUID-HYPERVISOR-BIT: ");
+	putdec((c >> 31) & 1);
+	puts("\n");
+	__asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0x40000000), "c"(0));
+	char sig[13];
+	memcpy(sig, &b, 4);
+	memcpy(sig + 4, &c, 4);
+	memcpy(sig + 8, &d, 4);
+	sig[12] = 0;
+	puts("CPUID-HYPERVISOR: ");
+	puts(sig);
+	puts("\n");
+}
+
 static void report_cmdline(void)
 {
 	puts("CMDLINE: ");
@@ -392,6 +412,7 @@ void guest_main(const u8 *zero_page)
 	guest_cmdline = (const char *)(u64)rd32(zero_page + 0x228);
 	puts("lguest test guest\n");
 	report_mode();
+	report_cpuid();
 	report_cmdline();
 	report_e820(zero_page);
 	report_initrd(zero_page);
