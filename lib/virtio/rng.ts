@@ -13,11 +13,16 @@ const MAX_PER_REQUEST = 64 * 1024;
 
 /** virtio-rng backed by getrandom(2). */
 export class RngDevice implements VirtioDevice {
-  readonly name = "virtio-rng";
-  readonly deviceId = VIRTIO_ID.RNG;
-  readonly features = 0n;
-  readonly queueSizes = [256];
-  readonly config = new Uint8Array(0);
+  /** For messages. */
+  readonly name: string = "virtio-rng";
+  /** VIRTIO_ID_RNG. */
+  readonly deviceId: number = VIRTIO_ID.RNG;
+  /** No device-specific features. */
+  readonly features: bigint = 0n;
+  /** One request queue. */
+  readonly queueSizes: readonly number[] = [256];
+  /** No configuration space. */
+  readonly config: Uint8Array = new Uint8Array(0);
   #ctx: VirtioContext | undefined;
   #queue: Virtqueue | undefined;
 

@@ -33,7 +33,7 @@ const checked = await run(deno, ["task", "check"]);
 const junit = await Deno.makeTempFile({ suffix: ".xml" });
 console.log("== tests");
 const filter = Deno.args;
-await run(deno, ["test", "-A", "--junit-path=" + junit, ...filter]);
+await run(deno, ["test", "-A", "--junit-path=" + junit, ...(filter.length ? filter : ["tests/"])]);
 const xml = await Deno.readTextFile(junit).catch(() => "");
 await Deno.remove(junit).catch(() => {});
 
