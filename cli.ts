@@ -14,6 +14,9 @@ import { RawTerminal } from "./lib/sys/termios.ts";
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
 import { RngDevice } from "./lib/virtio/rng.ts";
+import { BlockDevice } from "./lib/virtio/blk.ts";
+import { NetDevice } from "./lib/virtio/net.ts";
+import type { VirtioDevice } from "./lib/virtio/device.ts";
 
 /** Exit codes. */
 export const EXIT = { OK: 0, ERROR: 1, ABORTED: 2 } as const;
@@ -25,9 +28,11 @@ console (COM1, ttyS0) on this terminal.
 
 Options:
   --initrd=<file>        load an initrd/initramfs for the kernel
-  --block=<file>         add a virtio block device (not supported yet)
-  --tunnet=<ip>          add a virtio network device on a new tap with this
-  --tunnet=bridge:<br>   host address, or attached to bridge <br> (not yet)
+  --block=<file>[,ro]    add a virtio block device backed by <file> (repeatable;
+                         the first is /dev/vda; ,ro makes it read-only)
+  --tunnet=<ip>          add a virtio network device on a new tap whose host
+                         side gets address <ip> (routed; repeatable)
+  --tunnet=bridge:<br>   ... or whose host side joins bridge <br> (bridged)
   --rng                  add a virtio entropy device (fed by getrandom)
   -v, --verbose          log boot decisions and unclaimed device accesses
   -h, --help             show this help
@@ -165,8 +170,49 @@ function validate(args: CliArgs): void {
   }
   checkReadable(args.kernel, "kernel");
   if (args.initrd !== undefined) checkReadable(args.initrd, "initrd");
-  if (args.block.length) throw new UsageError("--block is not supported yet (virtio-blk is coming)");
-  if (args.tunnet.length) throw new UsageError("--tunnet is not supported yet (virtio-net is coming)");
+  for (const spec of args.block) checkReadable(parseBlockSpec(spec).path, "block device file");
+  for (const spec of args.tunnet) parseTunnetSpec(spec);
+}
+
+/** `--block=<file>[,ro]` */
+export function parseBlockSpec(spec: string): { path: string; readOnly: boolean } {
+  const m = /^(.*?)(,ro)?$/.exec(spec)!;
+  if (!m[1]) throw new UsageError(`--block needs a file name`);
+  return { path: m[1], readOnly: m[2] !== undefined };
+}
+
+/** `--tunnet=<ipv4>` or `--tunnet=bridge:<name>` */
+export function parseTunnetSpec(spec: string): { ip: string } | { bridge: string } {
+  if (spec.startsWith("bridge:")) {
+    const bridge = spec.slice("bridge:".length);
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new UsageError(`--tunnet=${spec}: bad bridge name '${bridge}'`);
+    return { bridge };
+  }
+  const parts = spec.split(".");
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new UsageError(`--tunnet=${spec}: expected an IPv4 address or bridge:<name>`);
+  }
+  return { ip: spec };
+}
+
+/*L:070 The devices, in the order the guest will find them: disks and
+ * network cards in command-line order (the first --block is /dev/vda, the
+ * first --tunnet is eth0, as in the original), then the entropy device, and
+ * last the console, which the original launcher always had. :*/
+function openDevices(args: CliArgs): VirtioDevice[] {
+  const devices: VirtioDevice[] = [];
+  try {
+    for (const spec of args.block) {
+      const { path, readOnly } = parseBlockSpec(spec);
+      devices.push(BlockDevice.open(path, { readOnly }));
+    }
+    for (const spec of args.tunnet) devices.push(NetDevice.open(spec));
+    if (args.rng) devices.push(new RngDevice());
+    return devices;
+  } catch (e) {
+    for (const d of devices) d.close();
+    throw e;
+  }
 }
 
 /*L:060 Raw mode makes the terminal belong to the guest, so it must be
@@ -242,7 +288,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       cmdline: args.kernelArgs,
       verbose: args.verbose,
       kvmPath: Deno.env.get("LGUEST_KVM") ?? "/dev/kvm",
-      devices: args.rng ? [new RngDevice()] : [],
+      devices: openDevices(args),
     });
     if (args.verbose) describe(machine);
     if (isatty(0)) term.enter();

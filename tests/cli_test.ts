@@ -73,7 +73,9 @@ Deno.test("cli: bad input gets one line and exit 1", async (t) => {
       ["missing kernel", ["64", `${dir}/nope`], /kernel '.*nope' does not exist/],
       ["kernel is a directory", ["64", dir], /is not a regular file/],
       ["missing initrd", [`--initrd=${dir}/nope`, "64", guest], /initrd '.*nope' does not exist/],
-      ["block not yet supported", [`--block=${big}`, "64", guest], /--block is not supported yet/],
+      ["missing block file", [`--block=${dir}/nope`, "64", guest], /block device file '.*nope' does not exist/],
+      ["bad tunnet", ["--tunnet=10.0.0", "64", guest], /--tunnet=10\.0\.0: expected an IPv4 address or bridge:<name>/],
+      ["bad bridge name", ["--tunnet=bridge:", "64", guest], /bad bridge name/],
     ];
     if (HAVE_KVM) {
       cases.push(

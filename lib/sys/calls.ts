@@ -265,6 +265,18 @@ export function socket(domain: number, type: number, protocol = 0): number {
   return checked(libc.socket(domain, type | O.CLOEXEC, protocol), "socket");
 }
 
+/** socketpair(2), close-on-exec; returns both ends. */
+export function socketpair(domain: number, type: number, protocol = 0): [number, number] {
+  const sv = new Int32Array(2);
+  checked(libc.socketpair(domain, type | O.CLOEXEC, protocol, sv), "socketpair");
+  return [sv[0]!, sv[1]!];
+}
+
+/** setns(2): moves the calling thread into the namespace `fd` refers to (nstype e.g. CLONE_NEWNET). */
+export function setns(fd: number, nstype: number): void {
+  checked(libc.setns(fd, nstype), "setns", `fd ${fd}`);
+}
+
 /** poll(2) event bits. */
 export const POLL = { IN: 1, OUT: 4, ERR: 8, HUP: 16, NVAL: 32 } as const;
 

@@ -47,6 +47,8 @@ const SYMBOLS = {
   getpid: { parameters: [], result: "i32" }, // pid_t getpid(void)
   tgkill: { parameters: ["i32", "i32", "i32"], result: "i32" }, // int tgkill(pid_t tgid, pid_t tid, int sig)
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" }, // int socket(int domain, int type, int protocol)
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" }, // int socketpair(int domain, int type, int protocol, int sv[2])
+  setns: { parameters: ["i32", "i32"], result: "i32" }, // int setns(int fd, int nstype)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The symbols of this thread's libc handle. */
