@@ -1,5 +1,5 @@
 /*T:050 `deno task compile` makes the single `lguest` binary for hosts
- * without Deno. The vCPU Worker is loaded by URL at run time, so it must be
+ * without Deno. The vCPU Worker and the disk I/O Workers are loaded by URL at run time, so they must be
  * named with --include or the binary would not contain it. deno compile
  * fetches its runtime base (denort) from Deno's download host; where that is
  * unreachable, point DENORT_BIN at a denort binary you have. :*/
@@ -11,6 +11,8 @@ const args = [
   "--allow-all",
   "--include",
   `${ROOT}lib/vcpu_worker.ts`,
+  "--include",
+  `${ROOT}lib/virtio/blk_worker.ts`,
   "--output",
   out,
   `${ROOT}cli.ts`,
