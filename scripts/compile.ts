@@ -1,6 +1,7 @@
 /*T:050 `deno task compile` makes the single `lguest` binary for hosts
- * without Deno. The vCPU Worker and the disk I/O Workers are loaded by URL at run time, so they must be
- * named with --include or the binary would not contain it. deno compile
+ * without Deno. The vCPU Worker and the disk I/O Workers are loaded by URL
+ * at run time, so they must be named with --include or the binary would
+ * not contain them. deno compile
  * fetches its runtime base (denort) from Deno's download host; where that is
  * unreachable, point DENORT_BIN at a denort binary you have. :*/
 
