@@ -14,6 +14,7 @@ import { RawTerminal } from "./lib/sys/termios.ts";
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
 import { RngDevice } from "./lib/virtio/rng.ts";
+import { ConsoleDevice } from "./lib/virtio/console.ts";
 import { BlockDevice } from "./lib/virtio/blk.ts";
 import { NetDevice } from "./lib/virtio/net.ts";
 import type { VirtioDevice } from "./lib/virtio/device.ts";
@@ -23,8 +24,10 @@ export const EXIT = { OK: 0, ERROR: 1, ABORTED: 2 } as const;
 
 const USAGE = `Usage: lguest [options] <mem-in-mb> <vmlinux|bzImage> [kernel args...]
 
-Boots a Linux kernel (ELF vmlinux or bzImage) on /dev/kvm, with a serial
-console (COM1, ttyS0) on this terminal.
+Boots a Linux kernel (ELF vmlinux or bzImage) on /dev/kvm, with two consoles
+on this terminal: a serial port (COM1, ttyS0) and a virtio console (hvc0, the
+last virtio device). Both print here; the keyboard goes to hvc0 if the last
+console= on the kernel command line names it, otherwise to ttyS0.
 
 Options:
   --initrd=<file>        load an initrd/initramfs for the kernel
@@ -208,6 +211,7 @@ function openDevices(args: CliArgs): VirtioDevice[] {
     }
     for (const spec of args.tunnet) devices.push(NetDevice.open(spec));
     if (args.rng) devices.push(new RngDevice());
+    devices.push(new ConsoleDevice({ outputFd: 1, sizeFd: isatty(0) ? 0 : undefined }));
     return devices;
   } catch (e) {
     for (const d of devices) d.close();

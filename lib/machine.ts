@@ -22,12 +22,14 @@ import { BOOT_CS, BOOT_DS, writeGdt } from "./boot/gdt.ts";
 import { writeMpTable } from "./boot/mptable.ts";
 import { BOOT_STACK_TOP, IDT_ADDR, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, ZERO_PAGE_ADDR } from "./boot/layout.ts";
 import { EventLoop } from "./eventloop.ts";
-import { ConsoleInput } from "./console_input.ts";
+import { ConsoleInput, consoleInputTarget } from "./console_input.ts";
 import { COM1_IRQ, Serial8250 } from "./devices/serial.ts";
-import { close, eventfd } from "./sys/calls.ts";
+import { bufferAddress, close, eventfd, readAt } from "./sys/calls.ts";
+import { EPOLL } from "./sys/epoll.ts";
 import { VcpuThread } from "./vcpu_thread.ts";
 import type { VcpuExit } from "./vcpu_protocol.ts";
 import type { VirtioDevice } from "./virtio/device.ts";
+import { ConsoleDevice } from "./virtio/console.ts";
 import { layoutMmio, mmioCmdline, MmioDevices, type MmioSlot } from "./virtio/mmio_set.ts";
 import { MailboxServer } from "./virtio/mmio_proxy.ts";
 
@@ -51,7 +53,10 @@ export interface MachineConfig {
   hugePages?: boolean | undefined;
   /** /dev/kvm path (default /dev/kvm). */
   kvmPath?: string | undefined;
-  /** Virtio devices, in the order the guest should find them. */
+  /**
+   * Virtio devices, in the order the guest should find them. The last {@link ConsoleDevice} among them is
+   * hvc0: it gets the keyboard when the command line's last console= names hvc0.
+   */
   devices?: readonly VirtioDevice[] | undefined;
 }
 
@@ -176,10 +181,7 @@ export class Machine {
     };
     this.#devices = new MmioDevices(this.#slots, this.#vm, this.#memory, loop, mailbox, log);
     const serial = new Serial8250(this.#serial, { irq: (level) => this.#vm.irqLine(COM1_IRQ, level) });
-    const inputFd = this.#config.consoleInputFd === undefined ? 0 : this.#config.consoleInputFd;
-    const input = inputFd === null
-      ? undefined
-      : new ConsoleInput(loop, inputFd, spaceFd, (b) => serial.receive(b), () => this.#abort());
+    const input = this.#wireInput(loop, serial, spaceFd);
     try {
       this.#thread = await VcpuThread.start({
         id: 0,
@@ -202,7 +204,7 @@ export class Machine {
       await running;
       return this.#aborted ? { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" } : result;
     } finally {
-      input?.close();
+      input.close();
       this.#devices.close();
       loop.close();
       close(spaceFd);
@@ -211,6 +213,39 @@ export class Machine {
   }
 
   #aborted = false;
+
+  /*V:375 Wiring the keyboard. Input goes to one console (V:374): the
+   * virtio console's receive(), which says when it has room through its
+   * space listener, or the UART's receive ring, which lives in shared memory
+   * and says so through an eventfd its vCPU thread signals. Either way the
+   * pump stops reading stdin while the guest is not taking input. A
+   * terminal's size changes (SIGWINCH) reach the virtio console's config. :*/
+  #wireInput(loop: EventLoop, serial: Serial8250, spaceFd: number): { close(): void } {
+    const hvc = this.#config.devices?.findLast((d): d is ConsoleDevice => d instanceof ConsoleDevice);
+    const toHvc = hvc !== undefined && consoleInputTarget(this.info.cmdline) === "hvc0";
+    const fd = this.#config.consoleInputFd === undefined ? 0 : this.#config.consoleInputFd;
+    const drain = new BigUint64Array(1);
+    let input: ConsoleInput | undefined;
+    loop.add(spaceFd, EPOLL.IN, () => {
+      readAt(spaceFd, bufferAddress(drain), 8);
+      if (!toHvc) input?.resume();
+    });
+    if (fd !== null) {
+      const sink = toHvc ? (b: Uint8Array) => hvc.receive(b) : (b: Uint8Array) => serial.receive(b);
+      input = new ConsoleInput(loop, fd, sink, () => this.#abort());
+      if (toHvc) hvc.onSpace(() => input?.resume());
+    }
+    const resized = () => hvc?.refreshSize();
+    if (hvc !== undefined) Deno.addSignalListener("SIGWINCH", resized);
+    return {
+      close() {
+        input?.close();
+        hvc?.onSpace(undefined);
+        if (hvc !== undefined) Deno.removeSignalListener("SIGWINCH", resized);
+        loop.remove(spaceFd);
+      },
+    };
+  }
 
   #abort(): void {
     this.#aborted = true;

@@ -32,7 +32,7 @@ Deno.test({
       assert.match(r.get("MODE")?.[0] ?? "", /^long /);
       assert.deepEqual(r.get("CPUID-HYPERVISOR-BIT"), ["1"]);
       assert.deepEqual(r.get("CPUID-HYPERVISOR"), ["KVMKVMKVM"], "KVM's hypervisor leaf passed through");
-      assert.deepEqual(r.get("CMDLINE"), ["root=/dev/null lguest.test=1"]);
+      assert.deepEqual(r.get("CMDLINE"), ["root=/dev/null lguest.test=1 virtio_mmio.device=4K@0xd0000000:5"]);
       assert.deepEqual(r.get("E820"), ["0x0 0x9fc00 1", "0x9fc00 0x60400 2", "0x100000 0x3f00000 1"]);
       const [addr, size, sum] = (r.get("INITRD")?.[0] ?? "").split(" ");
       assert.equal(Number(size), data.length);
@@ -61,7 +61,7 @@ Deno.test({
       "0x100000 0xbff00000 1",
       "0x100000000 0x40000000 1",
     ]);
-    assert.deepEqual(r.get("CMDLINE"), [""]);
+    assert.deepEqual(r.get("CMDLINE"), ["virtio_mmio.device=4K@0xd0000000:5"], "only the console's declaration");
     assert.deepEqual(r.get("INITRD")?.[0]?.split(" ").slice(0, 2), ["0x0", "0"]);
   },
 });

@@ -7,47 +7,13 @@
 import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
 import { HAVE_KVM } from "./helpers/launcher.ts";
+import { HAVE_PTY, onPty } from "./helpers/pty.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
-const HAVE_PYTHON = (() => {
-  try {
-    return new Deno.Command("python3", { args: ["-c", "import pty, termios"] }).outputSync().success;
-  } catch {
-    return false;
-  }
-})();
-if (!HAVE_KVM || !HAVE_PYTHON) {
+if (!HAVE_KVM || !HAVE_PTY) {
   console.log(`terminal_test: skipping (${!HAVE_KVM ? "no usable /dev/kvm" : "no python3 with pty/termios"})`);
 }
 
-type Step = { expect: string } | { send: string; pause?: number } | { signal: string } | { probe: true };
-interface PtyResult {
-  code: number;
-  restored: boolean;
-  raw: boolean[];
-  output: string;
-  stderr: string;
-}
-
-async function onPty(steps: Step[], args: string[]): Promise<PtyResult> {
-  const out = await new Deno.Command("python3", {
-    args: [
-      `${ROOT}tests/helpers/pty_run.py`,
-      JSON.stringify(steps),
-      "--",
-      Deno.execPath(),
-      "run",
-      "-A",
-      `${ROOT}cli.ts`,
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  return JSON.parse(new TextDecoder().decode(out.stdout));
-}
-
-const opts = { ignore: !HAVE_KVM || !HAVE_PYTHON, sanitizeResources: false };
+const opts = { ignore: !HAVE_KVM || !HAVE_PTY, sanitizeResources: false };
 
 Deno.test({
   name: "terminal: raw while the guest runs, keystrokes reach it, restored when it ends",

@@ -16,8 +16,10 @@ Deno.test({
     const run = await runLauncher(["--rng", "64", guest]);
     assert.equal(run.code, 0, run.stderr);
     const r = guestReport(run.stdout);
-    assert.deepEqual(r.get("CMDLINE"), ["virtio_mmio.device=4K@0xd0000000:5"]);
-    assert.deepEqual(r.get("VIRTIO-COUNT"), ["1"]);
+    assert.deepEqual(r.get("CMDLINE"), [
+      "virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=4K@0xd0001000:6",
+    ], "the rng, then the console the launcher always adds");
+    assert.deepEqual(r.get("VIRTIO-COUNT"), ["2"]);
     assert.deepEqual(r.get("RNG-INIT"), ["0"]);
     const bufs = (r.get("RNG") ?? []).map((l) => l.split(" "));
     assert.equal(bufs.length, 2);

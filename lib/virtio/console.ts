@@ -10,10 +10,10 @@
  * before any queue exists, and SIZE, the terminal's columns and rows, which
  * we offer only when there is a terminal to ask. :*/
 
-import { ioctl, POLL, pollOne, write, writev } from "../sys/calls.ts";
-import { SysError } from "../sys/errno.ts";
-import { IoVecs } from "../sys/iovec.ts";
+import { ioctl } from "../sys/calls.ts";
+import { EPOLL } from "../sys/epoll.ts";
 import { writeChain } from "./chain.ts";
+import { ConsoleOutput } from "./console_output.ts";
 import { bit, VIRTIO_ID, type VirtioContext, type VirtioDevice } from "./device.ts";
 import { type Chain, type Virtqueue, VirtqueueError } from "./queue.ts";
 
@@ -27,9 +27,11 @@ export const CONSOLE_RX = 0;
 export const CONSOLE_TX = 1;
 
 const QUEUE_SIZE = 256;
-/** Linux's IOV_MAX: the most entries one writev takes. */
-const IOV_MAX = 1024;
 const TIOCGWINSZ = 0x5413;
+/** Chains one turn of the loop takes from a queue, in multiples of its size, before yielding. */
+const BUDGET_RINGS = 4;
+/** How long to wait before retrying an output that cannot be watched with epoll (ms). */
+const RETRY_MS = 10;
 
 /** How to build a {@link ConsoleDevice}. */
 export interface ConsoleOptions {
@@ -49,6 +51,7 @@ export interface WindowSize {
 
 /**
  * The window size of terminal `fd` (TIOCGWINSZ).
+ * @param fd a descriptor that may be a terminal
  * @returns columns and rows, or undefined if `fd` is not a terminal
  */
 export function windowSize(fd: number): WindowSize | undefined {
@@ -63,14 +66,19 @@ export function windowSize(fd: number): WindowSize | undefined {
 
 /** virtio-console (device id 3), one port: hvc0 in a Linux guest. */
 export class ConsoleDevice implements VirtioDevice {
-  readonly name = "virtio-console";
-  readonly deviceId = VIRTIO_ID.CONSOLE;
+  /** For messages. */
+  readonly name: string = "virtio-console";
+  /** VIRTIO_ID_CONSOLE. */
+  readonly deviceId: number = VIRTIO_ID.CONSOLE;
+  /** EMERG_WRITE, and SIZE when there is a terminal to ask. */
   readonly features: bigint;
+  /** The receiveq and the transmitq. */
   readonly queueSizes: readonly number[] = [QUEUE_SIZE, QUEUE_SIZE];
-  readonly config = new Uint8Array(CONSOLE_CONFIG.SIZE);
-  readonly #out: number;
+  /** struct virtio_console_config. */
+  readonly config: Uint8Array = new Uint8Array(CONSOLE_CONFIG.SIZE);
   readonly #cfg = new DataView(this.config.buffer);
-  readonly #iov = new IoVecs(IOV_MAX);
+  readonly #output: ConsoleOutput;
+  readonly #sizeFd: number | undefined;
   #ctx: VirtioContext | undefined;
   #rx: Virtqueue | undefined;
   #tx: Virtqueue | undefined;
@@ -78,12 +86,16 @@ export class ConsoleDevice implements VirtioDevice {
   #lent: Chain[] = [];
   #wantSpace = false;
   #space: (() => void) | undefined;
-  #broken = false;
   #sizeChanged = false;
+  /** The output descriptor is in the event loop, waiting for EPOLLOUT. */
+  #watching = false;
+  /** A deferred turn (budget spent, or an output epoll cannot watch). */
+  #later: ReturnType<typeof setTimeout> | undefined;
 
   /** @param options output fd, and a terminal for the window size */
   constructor(options: ConsoleOptions = {}) {
-    this.#out = options.outputFd ?? 1;
+    this.#output = new ConsoleOutput(options.outputFd ?? 1, (line) => this.#ctx?.log(line));
+    this.#sizeFd = options.sizeFd;
     const size = options.sizeFd === undefined ? undefined : windowSize(options.sizeFd);
     let features = bit(VIRTIO_CONSOLE_F.EMERG_WRITE);
     if (size !== undefined) {
@@ -94,14 +106,9 @@ export class ConsoleDevice implements VirtioDevice {
     this.#cfg.setUint32(CONSOLE_CONFIG.MAX_NR_PORTS, 1, true);
   }
 
-  /** True while a driver has the device live with its receive queue: input should come here, not the UART. */
-  get active(): boolean {
-    return this.#ctx !== undefined && this.#rx !== undefined;
-  }
-
   /**
    * Sets who to tell when input can flow again: after receive() took less than it was offered, once the
-   * driver lends new buffers; and whenever the device goes live or is reset (input may need re-routing).
+   * driver lends new buffers; and whenever the device goes live or is reset (held input may move on).
    * @param listener called on the main thread; undefined to stop telling anyone
    */
   onSpace(listener: (() => void) | undefined): void {
@@ -118,40 +125,50 @@ export class ConsoleDevice implements VirtioDevice {
     this.#ctx = ctx;
     this.#rx = queues[CONSOLE_RX];
     this.#tx = queues[CONSOLE_TX];
-    this.#signalSpace();
     if (this.#sizeChanged && (ctx.features & bit(VIRTIO_CONSOLE_F.SIZE)) !== 0n) ctx.configChanged();
     this.#sizeChanged = false;
-    this.#takeLent();
+    this.#popLent();
     this.#transmit();
+    if (this.#ctx === ctx) this.#signalSpace();
   }
 
   /** The driver rang a doorbell: new receive buffers (0) or new output (1). */
   notify(queue: number): void {
-    if (queue === CONSOLE_RX) this.#takeLent();
-    else if (queue === CONSOLE_TX) this.#transmit();
+    if (queue === CONSOLE_RX) {
+      this.#popLent();
+      if (this.#wantSpace && this.#lent.length > 0) this.#signalSpace();
+    } else if (queue === CONSOLE_TX) this.#transmit();
   }
 
-  /*V:355 Output. Every chain on the transmitq is characters to print, and
-   * we print them without copying: each readable buffer becomes an iovec
-   * pointing into guest memory (GuestMemory checks each one again), and
-   * one writev sends the whole batch. Only then do the chains go back, with
-   * a used length of 0 (we wrote nothing into them), and the driver hears
-   * one interrupt for all of them.
+  /*V:355 Output. Every chain on the transmitq is characters to print. We
+   * pop what the driver posted (at most a queue's worth waits with us at a
+   * time), hand the chains to the output queue (V:371), and return each one
+   * the moment its last byte is written, with a used length of 0 since we
+   * wrote nothing into it, and one interrupt for the batch. When stdout is
+   * full the chains stay with us, the driver runs out of buffers and waits,
+   * and the event loop tells us when stdout drains: back-pressure, with no
+   * byte lost and the loop never asleep in a write.
    *
-   * The output is usually our stdout, which belongs to the shell too and
-   * so stays blocking: a writev may be short (we carry on from where it
-   * stopped) and, if someone else made it non-blocking, may say EAGAIN, and
-   * then we sleep in poll until it drains rather than spin. If the output
-   * fails for good (a closed pipe), we say so once and discard from then on;
-   * the guest's chains still come back, or its console would hang. :*/
+   * A driver could keep the ring topped up forever, faster than we write
+   * to a sink that never fills (/dev/null). So one turn takes at most a few
+   * rings' worth of chains, then yields to the event loop and comes back on
+   * a zero timer: other devices get their turn and the loop cannot be held
+   * hostage. :*/
   #transmit(): void {
     const ctx = this.#ctx;
     const q = this.#tx;
-    if (ctx === undefined || q === undefined) return;
-    do {
-      const heads: number[] = [];
+    if (ctx === undefined || q === undefined) {
+      this.#output.flush(undefined);
+      return;
+    }
+    if (this.#watching || this.#later !== undefined) return;
+    let budget = BUDGET_RINGS * q.size;
+    for (;;) {
       try {
-        for (let c = q.pop(); c !== undefined; c = q.pop()) {
+        while (budget > 0 && this.#output.pending < q.size) {
+          const c = q.pop();
+          if (c === undefined) break;
+          budget--;
           if (c.writableBytes > 0) {
             throw new VirtqueueError(
               q.name,
@@ -159,83 +176,79 @@ export class ConsoleDevice implements VirtioDevice {
               `chain ${c.head} has ${c.writableBytes} device-writable bytes`,
             );
           }
-          heads.push(c.head);
-          for (const s of c.readable) {
-            if (this.#iov.count === IOV_MAX) this.#flush();
-            this.#iov.push(ctx.memory.hostAddr(s.addr, s.len, `${q.name} buffer`), s.len);
-          }
+          this.#output.pushChain(c.head, c.readable);
         }
-      } finally {
-        this.#flush();
-        for (const head of heads) q.pushUsed(head, 0);
-        if (heads.length > 0) ctx.used(CONSOLE_TX);
+      } catch (e) {
+        this.#flushOutput(ctx, q);
+        throw e;
       }
-    } while (q.enableNotifications(true));
-  }
-
-  /** Writes out every pending iovec, resuming short writes; never throws. */
-  #flush(): void {
-    const iov = this.#iov;
-    const raw = iov.raw;
-    let first = 0;
-    while (first < iov.count && !this.#broken) {
-      const n = this.#attempt(() => writev(this.#out, raw.subarray(2 * first), iov.count - first));
-      if (n < 0) continue;
-      let left = n;
-      while (left > 0 && first < iov.count) {
-        const len = Number(raw[2 * first + 1]);
-        if (left < len) {
-          raw[2 * first] = raw[2 * first]! + BigInt(left);
-          raw[2 * first + 1] = BigInt(len - left);
-          break;
-        }
-        left -= len;
-        first++;
+      if (!this.#flushOutput(ctx, q) || this.#ctx !== ctx) return;
+      if (budget === 0) {
+        this.#defer(0);
+        return;
       }
-    }
-    iov.clear();
-  }
-
-  /** Writes `bytes` out whole (the emergency path); never throws. */
-  #print(bytes: Uint8Array<ArrayBuffer>): void {
-    let done = 0;
-    while (done < bytes.length && !this.#broken) {
-      const n = this.#attempt(() => write(this.#out, bytes.subarray(done)));
-      if (n > 0) done += n;
+      if (!q.enableNotifications(true)) return;
     }
   }
 
-  /**
-   * One write attempt: the count written, or -1 to try again (after EAGAIN has been waited out, or EINTR).
-   * A hard error, or a write of nothing, marks the output broken.
-   */
-  #attempt(call: () => number): number {
+  /** Writes what the output takes now and returns the finished chains; false if it is blocked. */
+  #flushOutput(ctx: VirtioContext, q: Virtqueue): boolean {
+    const { done, blocked } = this.#output.flush(ctx.memory);
+    for (const head of done) q.pushUsed(head, 0);
+    if (done.length > 0) ctx.used(CONSOLE_TX);
+    if (blocked) this.#waitWritable(ctx);
+    return !blocked;
+  }
+
+  /*V:373 Waiting for stdout. The output descriptor goes into the event
+   * loop for EPOLLOUT only while output is blocked, and comes out as soon
+   * as it fires, so an idle console costs the loop nothing. A descriptor
+   * epoll refuses (a regular file, which never blocks anyway) or one the
+   * loop already watches is retried on a short timer instead. Either way
+   * the turn that resumes runs outside the transport, so it catches what
+   * the guest's rings throw and fails the device itself. :*/
+  #waitWritable(ctx: VirtioContext): void {
+    let added = false;
     try {
-      const n = call();
-      if (n > 0) return n;
-      if (n < 0) {
-        const revents = pollOne(this.#out, POLL.OUT, -1);
-        if ((revents & (POLL.ERR | POLL.HUP | POLL.NVAL)) === 0) return -1;
-        this.#breakOutput(`poll on fd ${this.#out} says ${revents}`);
-      } else this.#breakOutput(`fd ${this.#out} accepted nothing`);
-    } catch (e) {
-      if (e instanceof SysError && e.code === "EINTR") return -1;
-      this.#breakOutput(e instanceof Error ? e.message : String(e));
+      added = ctx.loop.add(this.#output.fd, EPOLL.OUT, () => this.#resume());
+    } catch {
+      added = false;
     }
-    return 0;
+    if (added) this.#watching = true;
+    else this.#defer(RETRY_MS);
   }
 
-  #breakOutput(why: string): void {
-    this.#broken = true;
-    this.#ctx?.log(`output failed (${why}); discarding the guest's console output from now on`);
+  #defer(ms: number): void {
+    if (this.#later === undefined) this.#later = setTimeout(() => this.#resume(), ms);
+  }
+
+  #stopWaiting(): void {
+    if (this.#watching) this.#ctx?.loop.remove(this.#output.fd);
+    this.#watching = false;
+    if (this.#later !== undefined) clearTimeout(this.#later);
+    this.#later = undefined;
+  }
+
+  /** A deferred turn: output may have room, or the budget is fresh. */
+  #resume(): void {
+    this.#stopWaiting();
+    const ctx = this.#ctx;
+    if (ctx === undefined) return;
+    try {
+      this.#popLent();
+      this.#transmit();
+      if (this.#ctx === ctx && this.#wantSpace && this.#lent.length > 0) this.#signalSpace();
+    } catch (e) {
+      ctx.fail(e instanceof Error ? e.message : String(e));
+    }
   }
 
   /*V:360 Input, and the heir of the seed's enable_fd. The driver lends us
    * empty buffers on the receiveq; we take them as soon as it rings (so any
    * rule it broke is caught there, and the transport marks the device
    * NEEDS_RESET), and keep them until keystrokes come. receive() fills the
-   * oldest first, one chain per call per buffer, and gives each back with
-   * exactly the number of bytes written, with one interrupt per call.
+   * oldest first, and gives each back with exactly the number of bytes
+   * written into it, with one interrupt per call.
    *
    * When there is no buffer left, receive() takes what it can (maybe
    * nothing) and says so; the stdin pump then keeps the rest and stops
@@ -255,15 +268,16 @@ export class ConsoleDevice implements VirtioDevice {
     if (ctx !== undefined && q !== undefined) {
       let returned = 0;
       try {
-        while (taken < bytes.length && this.#lent.length > 0) {
-          const chain = this.#lent.shift()!;
+        while (taken < bytes.length) {
+          if (this.#lent.length === 0) this.#popLent();
+          const chain = this.#lent.shift();
+          if (chain === undefined || this.#ctx !== ctx) break;
           const n = writeChain(ctx.memory, chain, bytes.subarray(taken));
           q.pushUsed(chain.head, n);
           taken += n;
           returned++;
         }
       } catch (e) {
-        // Not reachable with checked chains; but input must never take the launcher down.
         ctx.fail(e instanceof Error ? e.message : String(e));
         return taken;
       }
@@ -280,15 +294,24 @@ export class ConsoleDevice implements VirtioDevice {
    * ("rx-readable", "tx-writable") in a VirtqueueError, which the transport
    * turns into DEVICE_NEEDS_RESET, exactly like a broken ring. Zero-length
    * buffers carry nothing, so they break nothing: a receive chain made only
-   * of them goes straight back, used length 0, without taking any input. :*/
-  #takeLent(): void {
+   * of them goes straight back, used length 0, without taking any input.
+   *
+   * Nor may the driver make us hoard: the ring lets it post the same head
+   * again and again, so we hold at most a queue's worth of lent buffers
+   * (the rest wait in the ring until input uses some up), and one turn
+   * pops at most a few rings' worth before yielding (see V:355). :*/
+  #popLent(): void {
     const ctx = this.#ctx;
     const q = this.#rx;
     if (ctx === undefined || q === undefined) return;
     let returned = 0;
+    let budget = BUDGET_RINGS * q.size;
     try {
-      do {
-        for (let c = q.pop(); c !== undefined; c = q.pop()) {
+      for (;;) {
+        while (budget > 0 && this.#lent.length < q.size) {
+          const c = q.pop();
+          if (c === undefined) break;
+          budget--;
           if (c.readableBytes > 0) {
             throw new VirtqueueError(
               q.name,
@@ -302,28 +325,36 @@ export class ConsoleDevice implements VirtioDevice {
             returned++;
           }
         }
-      } while (q.enableNotifications(true));
+        if (this.#lent.length >= q.size) break;
+        if (budget === 0) {
+          this.#defer(0);
+          break;
+        }
+        if (!q.enableNotifications(true)) break;
+      }
     } finally {
       if (returned > 0) ctx.used(CONSOLE_RX);
     }
-    if (this.#wantSpace && this.#lent.length > 0) this.#signalSpace();
   }
 
   /*V:370 Emergency write: a driver may print one character by writing it
    * to emerg_wr, even before it has set up any queue. We take the low byte
-   * of whatever access covers that field. The other config fields are
+   * of whatever access covers that field and queue it behind any output
+   * already waiting, so the order holds. The other config fields are
    * read-only; writes to them are ignored. :*/
 
   /** A driver write to the config space: only emerg_wr does anything. */
   writeConfig(offset: number, bytes: Uint8Array): void {
     const at = CONSOLE_CONFIG.EMERG_WR - offset;
     if (at < 0 || at >= bytes.length) return;
-    this.#print(Uint8Array.of(bytes[at]!));
+    this.#output.pushHost(Uint8Array.of(bytes[at]!));
+    this.#transmit();
   }
 
   /**
    * The terminal changed size: updates cols/rows and, if the driver took VIRTIO_CONSOLE_F_SIZE, tells it.
    * Ignored unless the device offers VIRTIO_CONSOLE_F_SIZE.
+   * @param size the new size
    */
   resize(size: WindowSize): void {
     if ((this.features & bit(VIRTIO_CONSOLE_F.SIZE)) === 0n) return;
@@ -333,19 +364,28 @@ export class ConsoleDevice implements VirtioDevice {
     else if ((ctx.features & bit(VIRTIO_CONSOLE_F.SIZE)) !== 0n) ctx.configChanged();
   }
 
+  /** Reads the terminal's size again (after SIGWINCH) and passes a change on to the driver. */
+  refreshSize(): void {
+    const size = this.#sizeFd === undefined ? undefined : windowSize(this.#sizeFd);
+    const cols = this.#cfg.getUint16(CONSOLE_CONFIG.COLS, true);
+    const rows = this.#cfg.getUint16(CONSOLE_CONFIG.ROWS, true);
+    if (size !== undefined && (size.cols !== cols || size.rows !== rows)) this.resize(size);
+  }
+
   #setSize(size: WindowSize): void {
     this.#cfg.setUint16(CONSOLE_CONFIG.COLS, size.cols & 0xffff, true);
     this.#cfg.setUint16(CONSOLE_CONFIG.ROWS, size.rows & 0xffff, true);
   }
 
-  /** Drops the queues and the lent buffers; if the device was live, input may need re-routing. Idempotent. */
+  /** Drops the queues, the lent buffers and unwritten chains; if the device was live, held input may move on. */
   reset(): void {
     const wasLive = this.#ctx !== undefined;
+    this.#stopWaiting();
     this.#ctx = undefined;
     this.#rx = undefined;
     this.#tx = undefined;
     this.#lent = [];
-    this.#iov.clear();
+    this.#output.dropChains();
     if (wasLive) this.#signalSpace();
   }
 
