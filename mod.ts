@@ -46,3 +46,7 @@ export type { Chain, QueueFeatures, QueueLayout, QueueStart, Segment } from "./l
 export { EventLoop } from "./lib/eventloop.ts";
 export type { FdHandler } from "./lib/eventloop.ts";
 export { RngDevice } from "./lib/virtio/rng.ts";
+export { BlockDevice } from "./lib/virtio/blk.ts";
+export type { BlockOptions } from "./lib/virtio/blk.ts";
+export { ConsoleDevice } from "./lib/virtio/console.ts";
+export type { ConsoleOptions, WindowSize } from "./lib/virtio/console.ts";

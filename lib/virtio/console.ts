@@ -92,7 +92,10 @@ export class ConsoleDevice implements VirtioDevice {
   /** A deferred turn (budget spent, or an output epoll cannot watch). */
   #later: ReturnType<typeof setTimeout> | undefined;
 
-  /** @param options output fd, and a terminal for the window size */
+  /**
+   * Makes a console that prints to `options.outputFd`.
+   * @param options output fd, and a terminal for the window size
+   */
   constructor(options: ConsoleOptions = {}) {
     this.#output = new ConsoleOutput(options.outputFd ?? 1, (line) => this.#ctx?.log(line));
     this.#sizeFd = options.sizeFd;
