@@ -34,9 +34,20 @@ async function boot(
   initrd: string,
   enough: (out: string) => boolean,
   timeoutMs: number,
+  devices: readonly string[] = [],
 ): Promise<Boot> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}cli.ts`, "--verbose", `--initrd=${initrd}`, `${MEMORY_MIB}`, kernel, ...CMDLINE],
+    args: [
+      "run",
+      "-A",
+      `${ROOT}cli.ts`,
+      "--verbose",
+      ...devices,
+      `--initrd=${initrd}`,
+      `${MEMORY_MIB}`,
+      kernel,
+      ...CMDLINE,
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -101,10 +112,28 @@ for (const kind of ["vmlinux", "bzImage"] as const) {
         }
         console.log(`linux_boot_test: ${kind}: banner, command line, e820 and RAMDISK seen (reduced mode)`);
       } else {
-        const b = await boot(kernel, linux.initramfs, () => false, 120_000);
-        assertMilestones(b, linux.version);
-        assert.match(b.console, /LGUEST-INIT-OK /, "initramfs /init ran");
-        assert.equal(b.code, 0, `clean exit (launcher said: ${b.launcher})`);
+        // With hardware KVM the guest reaches /init, which exercises the
+        // disk (read sector 0, write sector 1 and read it back), the
+        // entropy device and hvc0, and prints a marker for each.
+        const disk = await Deno.makeTempFile({ suffix: ".img" });
+        try {
+          const image = new Uint8Array(1024 * 1024);
+          image.set(new TextEncoder().encode("LGUEST-DISK-HEAD"));
+          await Deno.writeFile(disk, image);
+          const b = await boot(kernel, linux.initramfs, () => false, 120_000, [`--block=${disk}`, "--rng"]);
+          assertMilestones(b, linux.version);
+          assert.match(b.console, /LGUEST-INIT-OK /, "initramfs /init ran");
+          const head = [...new TextEncoder().encode("LGUEST-DISK-HEAD")].map((x) => x.toString(16).padStart(2, "0"));
+          assert.ok(b.console.includes(`LGUEST-BLK-READ ${head.join("")}`), "the guest read our sector 0");
+          assert.match(b.console, /LGUEST-BLK-OK/, "the guest wrote and read back sector 1");
+          const after = await Deno.readFile(disk);
+          assert.ok(new TextDecoder().decode(after.subarray(512, 1024)).startsWith("LGUEST-BLK-PATTERN-"));
+          assert.match(b.console, /LGUEST-RNG-OK virtio_rng/, "virtio-rng bound and read");
+          assert.match(b.console, /LGUEST-HVC-OK/, "hvc0 exists and prints");
+          assert.equal(b.code, 0, `clean exit (launcher said: ${b.launcher})`);
+        } finally {
+          await Deno.remove(disk);
+        }
       }
     },
   });
