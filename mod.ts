@@ -50,3 +50,5 @@ export { BlockDevice } from "./lib/virtio/blk.ts";
 export type { BlockOptions } from "./lib/virtio/blk.ts";
 export { ConsoleDevice } from "./lib/virtio/console.ts";
 export type { ConsoleOptions, WindowSize } from "./lib/virtio/console.ts";
+export { NetDevice } from "./lib/virtio/net.ts";
+export type { NetDeviceOptions } from "./lib/virtio/net.ts";

@@ -24,6 +24,8 @@ await ensurePackages([
   "libelf-dev",
   "busybox-static",
   "linux-source-6.1",
+  "iproute2",
+  "python3",
 ]);
 
 const deno = Deno.execPath();

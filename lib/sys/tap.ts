@@ -106,6 +106,20 @@ function code(e: unknown): string {
   return e instanceof SysError ? e.code : e instanceof Error ? e.message : String(e);
 }
 
+/** "not permitted (...)" for EPERM/EACCES, else the errno name. */
+export function notPermitted(e: unknown): string {
+  const c = code(e);
+  return c === "EPERM" || c === "EACCES" ? `not permitted (${c}; this needs root or CAP_NET_ADMIN)` : c;
+}
+
+/** Why opening the tun control device failed, as one line. */
+function tunOpenProblem(device: string, e: unknown): string {
+  const c = code(e);
+  if (c === "ENOENT") return `${device} does not exist (is the tun module loaded?)`;
+  if (c === "ENODEV" || c === "ENXIO") return `${device}: no tun driver in this kernel (${c})`;
+  return `${device}: cannot open it: ${notPermitted(e)}`;
+}
+
 /** A tap device: the fd end of a host network interface, with a 12-byte virtio_net_hdr before every frame. */
 export class Tap {
   /** The interface name the kernel chose, e.g. "tap0". */
@@ -121,14 +135,15 @@ export class Tap {
    * Creates a new tap ("tap%d"), non-blocking, with `vnetHdrSize`-byte virtio headers.
    * The interface lives as long as the fd: {@link close} deletes it.
    * @param vnetHdrSize bytes of virtio_net_hdr before each frame (12 for virtio 1.x)
-   * @throws Error starting "/dev/net/tun:" naming what failed
+   * @param device the tun control device (default /dev/net/tun)
+   * @throws Error naming the device and what failed, in one line
    */
-  static open(vnetHdrSize: number): Tap {
+  static open(vnetHdrSize: number, device: string = DEV_TUN): Tap {
     let fd: number;
     try {
-      fd = open(DEV_TUN, O.RDWR | O.NONBLOCK);
+      fd = open(device, O.RDWR | O.NONBLOCK);
     } catch (e) {
-      throw new Error(`${DEV_TUN}: cannot open it (${code(e)})`);
+      throw new Error(tunOpenProblem(device, e));
     }
     try {
       const r = ifreq("tap%d");
@@ -140,13 +155,13 @@ export class Tap {
       try {
         ioctl(fd, TUN_IOCTL.TUNSETIFF, r, "TUNSETIFF");
       } catch (e) {
-        throw new Error(`${DEV_TUN}: cannot create a tap interface (${code(e)}; this needs CAP_NET_ADMIN)`);
+        throw new Error(`${device}: cannot create a tap interface: ${notPermitted(e)}`);
       }
       const name = new TextDecoder().decode(r.subarray(0, IFNAMSIZ)).replace(/\0.*$/s, "");
       try {
         ioctl(fd, TUN_IOCTL.TUNSETVNETHDRSZ, new Int32Array([vnetHdrSize]), "TUNSETVNETHDRSZ");
       } catch (e) {
-        throw new Error(`${DEV_TUN}: ${name} refuses a ${vnetHdrSize}-byte virtio header (${code(e)})`);
+        throw new Error(`${device}: ${name} refuses a ${vnetHdrSize}-byte virtio header (${code(e)})`);
       }
       return new Tap(fd, name);
     } catch (e) {

@@ -42,7 +42,7 @@ export const VIRTIO_NET_HDR = {
 } as const satisfies Layout;
 
 /** The header's size: what TUNSETVNETHDRSZ is set to. */
-export const NET_HDR_SIZE = VIRTIO_NET_HDR.size;
+export const NET_HDR_SIZE: number = VIRTIO_NET_HDR.size;
 
 /** Header flag and GSO values (<linux/virtio_net.h>). */
 export const NET_HDR = {

@@ -25,9 +25,9 @@ import { NET_HDR, NET_HDR_SIZE, type NetFeatures, type PacketPort, VIRTIO_NET_HD
 /** readv() takes at most UIO_MAXIOV (1024) entries. */
 const MAX_IOV = 1024;
 /** The receive buffer size the spec asks for without big segments: header plus a 1514-byte frame. */
-export const RX_SMALL = NET_HDR_SIZE + 1514;
+export const RX_SMALL: number = NET_HDR_SIZE + 1514;
 /** ... and with GUEST_TSO4/6: header plus a 65550-byte frame. */
-export const RX_BIG = NET_HDR_SIZE + 65550;
+export const RX_BIG: number = NET_HDR_SIZE + 65550;
 /** Host room after the guest's buffers, so a read never truncates silently (see V:412). */
 const SCRATCH = 72 * 1024;
 /** Frames moved per call before the event loop gets a turn. */
@@ -49,6 +49,8 @@ export class NetRx {
   starved = false;
   /** True once the port failed or closed: nothing more is read. */
   broken = false;
+  /** Frames read from the port, given to the guest, and dropped, since creation. */
+  readonly totals: { read: number; delivered: number; dropped: number } = { read: 0, delivered: 0, dropped: 0 };
   readonly #mem: GuestMemory;
   readonly #q: Virtqueue;
   readonly #port: PacketPort;
@@ -64,6 +66,7 @@ export class NetRx {
   #pending: Pending | undefined;
 
   /**
+   * An engine for receive queue `q`, fed from `port`.
    * @param mem guest RAM
    * @param q the receive queue
    * @param port where frames come from
@@ -98,16 +101,19 @@ export class NetRx {
   receive(budget = RX_BUDGET): number {
     let delivered = 0;
     for (let i = 0; i < budget && !this.broken; i++) {
+      let r: "delivered" | "dropped" | "pending" | "starved";
       if (this.#pending !== undefined) {
-        const r = this.#finishPending();
-        if (r === "starved") break;
-        if (r === "delivered") delivered++;
-        continue;
+        r = this.#finishPending();
+      } else {
+        if (!this.#fill()) break;
+        const n = this.#read();
+        if (n < 0) break;
+        this.totals.read++;
+        r = this.#place(n);
       }
-      if (!this.#fill()) break;
-      const n = this.#read();
-      if (n < 0) break;
-      if (this.#place(n)) delivered++;
+      if (r === "starved") break;
+      if (r === "delivered") delivered++;
+      if (r === "delivered" || r === "dropped") this.totals[r]++;
     }
     return delivered;
   }
@@ -198,12 +204,12 @@ export class NetRx {
     this.#log(`${why}; no more frames will be received`);
   }
 
-  /** Hands a frame of `n` bytes (header included) to the guest; false if dropped or still pending. */
-  #place(n: number): boolean {
+  /** Hands a frame of `n` bytes (header included) to the guest, or says why not yet or not at all. */
+  #place(n: number): "delivered" | "dropped" | "pending" {
     const room = this.#iov.bytes - SCRATCH;
-    const drop = (why: string) => {
+    const drop = (why: string): "dropped" => {
       this.#log(`dropped a received frame of ${n - NET_HDR_SIZE} bytes: ${why}`);
-      return false;
+      return "dropped";
     };
     if (n < NET_HDR_SIZE) return drop("shorter than its header");
     if (n > room + SCRATCH) return drop("larger than any frame we expect");
@@ -227,10 +233,10 @@ export class NetRx {
     }
     if (left > 0) {
       this.#pending = { lens, spill: left, placed: 0 };
-      return false;
+      return "pending";
     }
     this.#deliver(lens);
-    return true;
+    return "delivered";
   }
 
   /** Copies a pending frame's rest into newly posted buffers; reports what became of it. */
@@ -249,8 +255,7 @@ export class NetRx {
         this.starved = true;
         return "starved";
       }
-      const start = this.#scratch.length - SCRATCH + (this.#iov.bytes - SCRATCH) * 0;
-      const w = writeChain(this.#mem, c, this.#scratch.subarray(start + p.placed, start + p.spill));
+      const w = writeChain(this.#mem, c, this.#scratch.subarray(p.placed, p.spill));
       p.lens.push(w);
       p.placed += w;
     }
