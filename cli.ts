@@ -33,9 +33,11 @@ Options:
   --initrd=<file>        load an initrd/initramfs for the kernel
   --block=<file>[,ro]    add a virtio block device backed by <file> (repeatable;
                          the first is /dev/vda; ,ro makes it read-only)
-  --tunnet=<ip>          add a virtio network device on a new tap whose host
-                         side gets address <ip> (routed; repeatable)
-  --tunnet=bridge:<br>   ... or whose host side joins bridge <br> (bridged)
+  --tunnet=<ip>          add a virtio network device on a new tap (tapN) whose
+                         host side gets <ip>/24 and is brought up (routed)
+  --tunnet=bridge:<br>   ... or whose host side joins the existing bridge <br>
+                         (bridged); repeatable, the first is the guest's eth0;
+                         the guest's MAC is random and locally administered
   --rng                  add a virtio entropy device (fed by getrandom)
   -v, --verbose          log boot decisions and unclaimed device accesses
   -h, --help             show this help
@@ -45,8 +47,11 @@ Three Ctrl-C within one second stop the guest (exit status 2).
 LGUEST_KVM=<path> in the environment uses another KVM device node.
 Exit status: 0 when the guest shuts down or reboots, 1 on errors.
 
-Example:
-  lguest --initrd=initramfs.cpio.gz 256 bzImage console=ttyS0 earlyprintk=serial`;
+Examples:
+  lguest --initrd=initramfs.cpio.gz 256 bzImage console=ttyS0 earlyprintk=serial
+  lguest --block=disk.img --block=iso.img,ro 512 bzImage root=/dev/vda console=hvc0
+  lguest --tunnet=192.168.19.1 256 bzImage console=ttyS0 ip=192.168.19.2::192.168.19.1:255.255.255.0
+  lguest --tunnet=bridge:br0 --rng 256 bzImage console=hvc0`;
 
 const OPTIONS = {
   verbose: { type: "boolean", short: "v" },
