@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { ensureLinux } from "../scripts/linux.ts";
 import { kvmFlavour } from "../lib/kvm/kvm.ts";
 import { HAVE_KVM } from "./helpers/launcher.ts";
+import { NetNs, netnsProblem } from "./virtio/net_ns.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FLAVOUR = kvmFlavour();
@@ -28,26 +29,38 @@ interface Boot {
   launcher: string;
 }
 
+/** Extra devices for a boot: launcher options, guest arguments, a namespace to run in (for taps). */
+interface Extras {
+  options?: readonly string[];
+  guestArgs?: readonly string[];
+  netns?: NetNs | undefined;
+}
+
 /** Boots `kernel` and collects output until `enough` says so, the launcher exits, or the time is up. */
 async function boot(
   kernel: string,
   initrd: string,
   enough: (out: string) => boolean,
   timeoutMs: number,
-  devices: readonly string[] = [],
+  extras: Extras = {},
 ): Promise<Boot> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}cli.ts`,
-      "--verbose",
-      ...devices,
-      `--initrd=${initrd}`,
-      `${MEMORY_MIB}`,
-      kernel,
-      ...CMDLINE,
-    ],
+  const netns = extras.netns;
+  const launcher = [
+    Deno.execPath(),
+    "run",
+    "-A",
+    `${ROOT}cli.ts`,
+    "--verbose",
+    ...(extras.options ?? []),
+    `--initrd=${initrd}`,
+    `${MEMORY_MIB}`,
+    kernel,
+    ...CMDLINE,
+    ...(extras.guestArgs ?? []),
+  ];
+  const argv = netns ? ["ip", "netns", "exec", netns.name, ...launcher] : launcher;
+  const child = new Deno.Command(argv[0]!, {
+    args: argv.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -114,13 +127,22 @@ for (const kind of ["vmlinux", "bzImage"] as const) {
       } else {
         // With hardware KVM the guest reaches /init, which exercises the
         // disk (read sector 0, write sector 1 and read it back), the
-        // entropy device and hvc0, and prints a marker for each.
+        // network (ping the tap's host end, inside a namespace of our own
+        // when we can make one), the entropy device and hvc0, and prints a
+        // marker for each.
         const disk = await Deno.makeTempFile({ suffix: ".img" });
+        const netProblem = await netnsProblem();
+        if (netProblem) console.log(`linux_boot_test: no network check: ${netProblem}`);
+        const ns = netProblem ? undefined : await NetNs.create();
         try {
           const image = new Uint8Array(1024 * 1024);
           image.set(new TextEncoder().encode("LGUEST-DISK-HEAD"));
           await Deno.writeFile(disk, image);
-          const b = await boot(kernel, linux.initramfs, () => false, 120_000, [`--block=${disk}`, "--rng"]);
+          const b = await boot(kernel, linux.initramfs, () => false, 120_000, {
+            options: [`--block=${disk}`, "--rng", ...(ns ? ["--tunnet=10.7.9.1"] : [])],
+            guestArgs: ns ? ["lguest.ip=10.7.9.2/24", "lguest.peer=10.7.9.1"] : [],
+            netns: ns,
+          });
           assertMilestones(b, linux.version);
           assert.match(b.console, /LGUEST-INIT-OK /, "initramfs /init ran");
           const head = [...new TextEncoder().encode("LGUEST-DISK-HEAD")].map((x) => x.toString(16).padStart(2, "0"));
@@ -130,8 +152,10 @@ for (const kind of ["vmlinux", "bzImage"] as const) {
           assert.ok(new TextDecoder().decode(after.subarray(512, 1024)).startsWith("LGUEST-BLK-PATTERN-"));
           assert.match(b.console, /LGUEST-RNG-OK virtio_rng/, "virtio-rng bound and read");
           assert.match(b.console, /LGUEST-HVC-OK/, "hvc0 exists and prints");
+          if (ns) assert.match(b.console, /LGUEST-NET-OK/, "the guest pinged the host through the tap");
           assert.equal(b.code, 0, `clean exit (launcher said: ${b.launcher})`);
         } finally {
+          await ns?.delete();
           await Deno.remove(disk);
         }
       }
