@@ -371,9 +371,21 @@ static void kernel_pio_bench(u64 n)
 	puts(" cpl 0\n");
 }
 
+/* Masks an IOAPIC pin, for benchmarks that poll instead (bench_blk.c). */
+void ioapic_mask(u32 pin)
+{
+	ioapic_write(0x10 + 2 * pin, 0x10000);
+}
+
 static void run_benchmarks(void)
 {
 	u32 len;
+	const char *b = cmdline_param("bench.blk", &len);
+	if (b)
+		blk_bench_start(parse_num(b, len));
+	const char *net = cmdline_param("bench.net", &len);
+	if (net)
+		net_bench_start(parse_num(net, len));
 	const char *k = cmdline_param("bench.pio0", &len);
 	if (k)
 		kernel_pio_bench(parse_num(k, len));

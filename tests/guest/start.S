@@ -10,6 +10,7 @@ _start:
 	mov	%rsi, %rdi
 	call	guest_main
 	/* guest_main should never return; if it does, force a triple fault. */
+triple_fault:
 1:	lidt	null_idt(%rip)
 	int3
 	jmp	1b
@@ -70,6 +71,87 @@ irq_stubs:
 	.endr
 	.quad	0,0,0,0,0,0,0,0
 
+/* PVH entry, for loaders that boot an ELF by its XEN_ELFNOTE_PHYS32_ENTRY
+ * note (QEMU's -kernel, Firecracker): 32-bit protected mode, paging off,
+ * ebx = the hvm_start_info. We climb to long mode the way the launcher's own
+ * setup leaves us (identity map of 4 GiB in 2 MiB pages, code 0x10, data
+ * 0x18), then pvh_main (pvh.c) turns the start info into the zero-page
+ * fields guest_main reads. */
+	.code32
+	.section .text.pvh, "ax"
+	.globl	pvh_start
+pvh_start:
+	cli
+	mov	%ebx, %esi
+	movl	$pvh_pdpt + 3, pvh_pml4
+	mov	$pvh_pd + 3, %eax
+	mov	$pvh_pdpt, %edi
+	mov	$4, %ecx
+1:	mov	%eax, (%edi)
+	add	$4096, %eax
+	add	$8, %edi
+	loop	1b
+	mov	$0x83, %eax
+	xor	%edx, %edx
+	mov	$pvh_pd, %edi
+	mov	$2048, %ecx
+2:	mov	%eax, (%edi)
+	mov	%edx, 4(%edi)
+	add	$0x200000, %eax
+	adc	$0, %edx
+	add	$8, %edi
+	loop	2b
+	mov	%cr4, %eax
+	or	$0x20, %eax		/* PAE */
+	mov	%eax, %cr4
+	mov	$pvh_pml4, %eax
+	mov	%eax, %cr3
+	mov	$0xc0000080, %ecx	/* EFER.LME */
+	rdmsr
+	or	$0x100, %eax
+	wrmsr
+	lgdt	pvh_gdt_desc
+	mov	%cr0, %eax
+	or	$0x80000001, %eax	/* PG | PE */
+	mov	%eax, %cr0
+	ljmp	$0x10, $pvh_long
+
+	.code64
+pvh_long:
+	mov	$0x18, %eax
+	mov	%eax, %ds
+	mov	%eax, %es
+	mov	%eax, %ss
+	mov	%eax, %fs
+	mov	%eax, %gs
+	lea	stack_top(%rip), %rsp
+	mov	%esi, %edi
+	call	pvh_main
+	jmp	triple_fault
+
+/* The note itself: owner "Xen", type 18, an 8-byte entry address (what
+ * Linux emits; QEMU reads a 64-bit value). */
+	.section .note.pvh, "a", @note
+	.balign	4
+	.long	4
+	.long	8
+	.long	18			/* XEN_ELFNOTE_PHYS32_ENTRY */
+	.asciz	"Xen"
+	.balign	4
+	.quad	pvh_start
+	.balign	4
+
+	.section .rodata
+	.balign	8
+pvh_gdt:
+	.quad	0
+	.quad	0
+	.quad	0x00af9b000000ffff	/* 0x10: code, 64-bit */
+	.quad	0x00cf93000000ffff	/* 0x18: data */
+pvh_gdt_desc:
+	.word	pvh_gdt_desc - pvh_gdt - 1
+	.long	pvh_gdt
+
 	.section .rodata
 	.balign 8
 null_idt:
@@ -81,3 +163,10 @@ null_idt:
 stack:
 	.skip	16384
 stack_top:
+	.balign	4096
+pvh_pml4:
+	.skip	4096
+pvh_pdpt:
+	.skip	4096
+pvh_pd:
+	.skip	4 * 4096

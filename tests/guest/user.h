@@ -14,6 +14,16 @@ static inline __attribute__((noreturn)) void user_exit(void)
 		outb(0x64, 0xfe);
 }
 
+/* bench.blk=N: brings the first virtio-blk device up and runs the
+ * benchmark loop in ring 3 (bench_blk.c); returns only on failure. */
+void blk_bench_start(u64 n);
+
+/* bench.net=N: the same for the first virtio-net device (bench_net.c). */
+void net_bench_start(u64 n);
+
+/* Masks IOAPIC pin `pin` (guest.c). */
+void ioapic_mask(u32 pin);
+
 static inline u64 rdtsc(void)
 {
 	u32 lo, hi;

@@ -1,0 +1,123 @@
+/*T:790 `deno task bench`: the whole benchmark suite in one run. It installs
+ * what it needs (gcc, QEMU), builds the test guest and the C peers from
+ * source, notes the machine, runs each benchmark with lguest and its peer
+ * side by side, and writes bench/results.json, bench/results.md (the table
+ * the README embeds) and bench/results.svg. Options:
+ *
+ *   --repeats=N    pairs per figure (default 7)
+ *   --only=a,b     run only these sections (exit, launch, blk, net, memory, linux);
+ *                  the other sections of an existing results.json are kept
+ *   --no-write     print the table, leave bench/ alone
+ *   --render       only re-render results.md and results.svg from results.json
+ *
+ * A full run takes a few minutes on a two-core machine. :*/
+
+import { parseArgs } from "node:util";
+import { exitBenchmark } from "./bench/exit.ts";
+import { launchBenchmark } from "./bench/launch.ts";
+import { blkBenchmark } from "./bench/blk.ts";
+import { netBenchmark } from "./bench/net.ts";
+import { memoryBenchmark } from "./bench/memory.ts";
+import { linuxBenchmark } from "./bench/linux_boot.ts";
+import { machineInfo } from "./bench/machine.ts";
+import { prepareTools } from "./bench/tools.ts";
+import { renderMarkdown, type Results } from "./bench/report_md.ts";
+import { renderSvg } from "./bench/report_svg.ts";
+import type { BenchContext, Benchmark, Section } from "./bench/types.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+/** Every benchmark, in the issue's order. */
+export const BENCHMARKS: readonly Benchmark[] = [
+  exitBenchmark,
+  launchBenchmark,
+  blkBenchmark,
+  netBenchmark,
+  memoryBenchmark,
+  linuxBenchmark,
+];
+
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      repeats: { type: "string" },
+      only: { type: "string" },
+      "no-write": { type: "boolean" },
+      render: { type: "boolean" },
+    },
+  });
+  if (values.render) {
+    await writeResults(JSON.parse(await Deno.readTextFile(`${ROOT}bench/results.json`)) as Results);
+    return 0;
+  }
+  const repeats = Number(values.repeats ?? 7);
+  if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`--repeats must be a positive integer`);
+  const only = values.only?.split(",").filter((s) => s.length > 0);
+  const unknown = only?.filter((id) => !BENCHMARKS.some((b) => b.id === id)) ?? [];
+  if (unknown.length > 0) throw new Error(`unknown benchmark ${unknown.join(", ")}`);
+
+  const started = performance.now();
+  const log = (line: string) => console.error(`bench: ${line}`);
+  log("preparing tools");
+  const tools = await prepareTools(ROOT);
+  const machine = await machineInfo(ROOT, tools.qemu);
+  log(`${machine.cpu}, KVM ${machine.kvm}, commit ${machine.commit}, load ${machine.loadAverage}`);
+  const ctx: BenchContext = { root: ROOT, machine, tools, repeats, log };
+
+  const sections: Section[] = [];
+  for (const b of BENCHMARKS) {
+    if (only && !only.includes(b.id)) continue;
+    const t0 = performance.now();
+    try {
+      sections.push(await b.run(ctx));
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      sections.push({ id: b.id, title: b.title, status: "failed", reason, figures: [], analysis: [] });
+    }
+    log(`${b.id}: ${sections.at(-1)!.status} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const results: Results = {
+    generatedAt: new Date().toISOString(),
+    durationS: Math.round((performance.now() - started) / 100) / 10,
+    repeats,
+    machine,
+    sections: only ? await mergeSections(sections) : sections,
+  };
+  console.log(renderMarkdown(results));
+  if (!values["no-write"]) {
+    await writeResults(results);
+    log(`wrote bench/results.json, bench/results.md, bench/results.svg (${results.durationS} s)`);
+  }
+  return sections.some((s) => s.status === "failed") ? 1 : 0;
+}
+
+/**
+ * With --only, the sections just measured replace their namesakes in the
+ * existing results.json and the others are kept (each figure still names
+ * the commit it was measured at).
+ */
+async function mergeSections(fresh: Section[]): Promise<Section[]> {
+  let old: Section[] = [];
+  try {
+    old = (JSON.parse(await Deno.readTextFile(`${ROOT}bench/results.json`)) as Results).sections;
+  } catch {
+    return fresh;
+  }
+  return BENCHMARKS.map((b) => fresh.find((s) => s.id === b.id) ?? old.find((s) => s.id === b.id))
+    .filter((s): s is Section => s !== undefined);
+}
+
+/** Writes results.json and renders results.md and results.svg from it. */
+async function writeResults(results: Results): Promise<void> {
+  await Deno.mkdir(`${ROOT}bench`, { recursive: true });
+  await Deno.writeTextFile(`${ROOT}bench/results.json`, JSON.stringify(results, null, 2) + "\n");
+  await Deno.writeTextFile(`${ROOT}bench/results.md`, renderMarkdown(results));
+  await Deno.writeTextFile(`${ROOT}bench/results.svg`, renderSvg(results));
+  // The repository's `deno fmt --check` covers these files too.
+  const files = ["md", "svg", "json"].map((x) => `${ROOT}bench/results.${x}`);
+  await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", ...files], stdout: "null", stderr: "inherit" })
+    .output();
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

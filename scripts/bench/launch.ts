@@ -1,0 +1,234 @@
+/*T:740 Benchmark 2, launch to guest. Both launchers boot the same file, the
+ * test guest: lguest by its 64-bit entry, QEMU's microvm by the PVH note
+ * start.S carries. bench/launch_probe.c starts each, timestamps the first
+ * byte the guest writes to its serial port and the process's exit (the
+ * guest resets the machine through the i8042 when it is done), and reports
+ * peak RSS. QEMU may fail to boot on a PVM host; then what it did (error,
+ * timeout) is recorded instead of a number.
+ *
+ * The same run measures three floors and a profile, so a gap can be
+ * attributed without guessing: Deno starting an empty script, Deno loading
+ * the launcher's module graph without running it, bench/kvm_exit.c (a C
+ * launcher doing the same KVM work for the same guest, which bounds what
+ * the guest itself costs; on PVM its ring-0 code is emulated), and
+ * phases.ts timing each phase of the launcher's own boot. :*/
+
+import { describeFailure, type ProbeResult, probeRun } from "./probe.ts";
+import { contextFor, lguestCommand, pairs, qemuCommand, runToEnd } from "./run.ts";
+import { cacheRoot } from "../../tests/guest/build.ts";
+import { figure, fmt, median } from "./stats.ts";
+import type { BenchContext, Benchmark, Section } from "./types.ts";
+
+const TARGET_MS = 30;
+
+interface Side {
+  first: number[];
+  exit: number[];
+  rss: number[];
+  failures: string[];
+}
+
+const side = (): Side => ({ first: [], exit: [], rss: [], failures: [] });
+
+function record(s: Side, r: ProbeResult, ok: boolean): void {
+  if (!ok) {
+    s.failures.push(describeFailure(r));
+    return;
+  }
+  s.first.push(r.firstByteMs);
+  s.exit.push(r.exitMs);
+  s.rss.push(r.maxRssKiB / 1024);
+}
+
+const cleanGuest = (r: ProbeResult) => !r.timedOut && r.exitCode === 0 && r.markerMs >= 0;
+
+/** Bundles load_only.ts into one file (deno bundle fetches esbuild from npm); undefined if that fails. */
+async function bundleLoadOnly(ctx: BenchContext): Promise<string | undefined> {
+  const out = `${cacheRoot()}/bench-load-only.bundle.js`;
+  const here = new URL(".", import.meta.url).pathname;
+  const r = await runToEnd(
+    [Deno.execPath(), "bundle", "--platform", "deno", "-o", out, `${here}load_only.ts`],
+    120_000,
+  );
+  if (r.code === 0) return out;
+  ctx.log(`launch: deno bundle failed, no bundled floor: ${r.stderr.trim().slice(0, 200)}`);
+  return undefined;
+}
+
+async function floors(ctx: BenchContext) {
+  const here = new URL(".", import.meta.url).pathname;
+  const deno = (file: string) => [Deno.execPath(), "run", "-A", `${here}${file}`];
+  const bundle = await bundleLoadOnly(ctx);
+  const bundled: number[] = [];
+  const empty: number[] = [];
+  const emptyRss: number[] = [];
+  const load: number[] = [];
+  const c: number[] = [];
+  const cFirst: number[] = [];
+  const phases: Record<string, number[]> = {};
+  const note = (r: ProbeResult, extra: Record<string, number> = {}) => {
+    try {
+      const parsed = { ...JSON.parse(r.output) as Record<string, number>, ...extra };
+      for (const [k, v] of Object.entries(parsed)) if (typeof v === "number") (phases[k] ??= []).push(v);
+    } catch {
+      ctx.log(`launch: phases.ts printed no result: ${describeFailure(r)}`);
+    }
+  };
+  for (let i = 0; i < ctx.repeats; i++) {
+    const p = await probeRun(ctx.tools.probe, [...deno("phases.ts"), ctx.tools.guest]);
+    note(p, { exitMs: p.exitMs });
+    note(await probeRun(ctx.tools.probe, [...deno("phases.ts"), "--worker"]));
+    const e = await probeRun(ctx.tools.probe, deno("empty.ts"));
+    empty.push(e.exitMs);
+    emptyRss.push(e.maxRssKiB / 1024);
+    load.push((await probeRun(ctx.tools.probe, deno("load_only.ts"))).exitMs);
+    if (bundle !== undefined) {
+      bundled.push((await probeRun(ctx.tools.probe, [Deno.execPath(), "run", "-A", bundle])).exitMs);
+    }
+    const k = await probeRun(ctx.tools.probe, [ctx.tools.kvmExit, ctx.tools.guest, "128"], { marker: "DONE" });
+    if (cleanGuest(k)) {
+      c.push(k.exitMs);
+      cFirst.push(k.firstByteMs);
+    }
+  }
+  return {
+    empty: median(empty),
+    emptyRss: median(emptyRss),
+    load: median(load),
+    bundled: median(bundled),
+    c: median(c),
+    cFirst: median(cFirst),
+    phase: (k: string) => median(phases[k] ?? []),
+  };
+}
+
+/** The launch-to-guest benchmark. */
+export const launchBenchmark: Benchmark = {
+  id: "launch",
+  title: "2. Launch to guest (test guest, 128 MiB)",
+  async run(ctx: BenchContext): Promise<Section> {
+    const guest = ctx.tools.guest;
+    const lguestCmd = lguestCommand(ctx, ["128", guest]);
+    const qemuCmd = qemuCommand(ctx, 128, guest);
+    const l = side();
+    const q = side();
+    ctx.log(`launch: warming up`);
+    const warmL = await probeRun(ctx.tools.probe, lguestCmd, { marker: "DONE", timeoutS: 30 });
+    const hvc = (out: string) => /^HVC-INIT: /m.test(out);
+    let asymmetry: string | undefined;
+    const qemuTimeout = ctx.machine.kvm === "pvm" ? 30 : 10;
+    if (ctx.tools.qemu !== undefined) {
+      const warm = await probeRun(ctx.tools.probe, qemuCmd, { marker: "DONE", timeoutS: qemuTimeout });
+      if (!cleanGuest(warm)) q.failures.push(describeFailure(warm));
+      else if (hvc(warmL.output) && !hvc(warm.output)) {
+        asymmetry = "Not quite like for like: under lguest the guest also brings up the virtio console lguest " +
+          "always adds (QEMU boots it with no devices; see qemuCommand in scripts/bench/run.ts for why).";
+      }
+    } else q.failures.push("qemu-system-x86_64 is not installed");
+    const qemuWorks = q.failures.length === 0;
+    const reps = Math.max(ctx.repeats, 9);
+    ctx.log(`launch: ${reps} pairs${qemuWorks ? "" : " (lguest only: QEMU did not boot)"}`);
+    await pairs(
+      reps,
+      async () => {
+        const r = await probeRun(ctx.tools.probe, lguestCmd, { marker: "DONE", timeoutS: 30 });
+        record(l, r, cleanGuest(r));
+      },
+      async () => {
+        if (!qemuWorks) return;
+        const r = await probeRun(ctx.tools.probe, qemuCmd, { marker: "DONE", timeoutS: qemuTimeout });
+        record(q, r, cleanGuest(r));
+      },
+    );
+    ctx.log(`launch: floors (empty Deno script, module load only, C launcher)`);
+    const floor = await floors(ctx);
+
+    const peerName = `QEMU microvm, PVH entry (${ctx.machine.qemu})`;
+    const context = contextFor(ctx, peerName);
+    const peerOutcome = qemuWorks ? undefined : q.failures[0];
+    const opt = peerOutcome === undefined ? {} : { peerOutcome };
+    const figures = [
+      figure({
+        id: "launch.first-byte",
+        label: "process start → first serial byte",
+        unit: "ms",
+        lguest: l.first,
+        peer: q.first,
+        context,
+        ...opt,
+      }),
+      figure({
+        id: "launch.exit",
+        label: "process start → clean exit",
+        unit: "ms",
+        lguest: l.exit,
+        peer: q.exit,
+        context,
+        target: ({ lguest, peer }) => ({
+          text: `faster than QEMU and < ${TARGET_MS} ms`,
+          met: lguest === null ? null : lguest < TARGET_MS && (peer === null ? null : lguest < peer),
+        }),
+        ...opt,
+      }),
+      figure({ id: "launch.rss", label: "peak RSS", unit: "MiB", lguest: l.rss, peer: q.rss, context, ...opt }),
+    ];
+    const analysis: string[] = [];
+    for (const f of l.failures.slice(0, 3)) analysis.push(`lguest run failed: ${f}`);
+    if (!qemuWorks) analysis.push(`QEMU did not boot the test guest: ${peerOutcome}`);
+    if (asymmetry !== undefined) analysis.push(asymmetry);
+    const exit = figures[1]!.lguest;
+    if (exit !== null && floor.empty !== null && floor.load !== null && floor.c !== null) {
+      const vm = exit - floor.load;
+      analysis.push(
+        `Floors in this run: Deno start+exit of an empty script ${fmt(floor.empty)} ms (${fmt(floor.emptyRss)} MiB), ` +
+          `loading lguest's module graph without running it ${fmt(floor.load)} ms, ` +
+          `bench/kvm_exit.c booting the same guest to exit ${fmt(floor.c)} ms (first byte ${fmt(floor.cFirst)} ms). ` +
+          `So of lguest's ${fmt(exit)} ms, ${fmt(floor.empty)} ms is the Deno runtime, ` +
+          `${fmt(floor.load - floor.empty)} ms is loading our modules, and ${fmt(vm)} ms is building the VM, ` +
+          `starting the vCPU Worker (a second isolate that loads its own modules), running the guest and tearing down; ` +
+          `the guest plus KVM setup alone take ${fmt(floor.c)} ms in C.`,
+      );
+      const ph = floor.phase;
+      const step = (a: string, b: string) => {
+        const x = ph(a);
+        const y = ph(b);
+        return x === null || y === null ? null : y - x;
+      };
+      analysis.push(
+        `Profile of the same boot through the Machine API (scripts/bench/phases.ts under the probe, medians, ` +
+          `ms since fork): Deno runtime up at ${fmt(ph("runtimeMs"))}, module graph loaded at ${
+            fmt(ph("loadedMs"))
+          }, ` +
+          `VM built at ${fmt(ph("createdMs"))} (${fmt(step("loadedMs", "createdMs"))} ms; bench/kvm_exit.c gets from ` +
+          `fork to the guest's first serial byte in ${fmt(floor.cFirst)} ms, its KVM setup included), guest done at ` +
+          `${fmt(ph("ranMs"))} (${fmt(step("createdMs", "ranMs"))} ms, of which a bare vCPU Worker loading its ` +
+          `modules takes ${fmt(ph("workerStartMs"))} ms), VM closed at ${fmt(ph("closedMs"))}, process gone at ` +
+          `${fmt(ph("exitMs"))}.`,
+      );
+      const qemuExit = figures[1]!.peer;
+      if (exit >= TARGET_MS || (qemuExit !== null && exit >= qemuExit)) {
+        const worker = ph("workerStartMs");
+        const build = step("loadedMs", "createdMs");
+        analysis.push(
+          `Gap: lguest needs ${fmt(exit)} ms against ${TARGET_MS} ms` +
+            (qemuExit === null ? "" : ` and QEMU's ${fmt(qemuExit)} ms`) +
+            `. On this host the C launcher itself needs ${fmt(floor.c)} ms for the same guest` +
+            (ctx.machine.kvm === "pvm" ? " (PVM emulates the guest's ring-0 code)" : "") +
+            (floor.c >= TARGET_MS ? `, so no launcher can meet ${TARGET_MS} ms here` : "") +
+            `. The rest is Deno: the runtime (${fmt(floor.empty)} ms for an empty script), our module graph ` +
+            `(${fmt(floor.load - floor.empty)} ms more), the VM build in JavaScript and FFI (${fmt(build)} ms), ` +
+            `and a second isolate for the vCPU (${fmt(worker)} ms before it can run the guest). What would close ` +
+            `it: one bundled file per isolate` +
+            (floor.bundled === null
+              ? ""
+              : ` (measured here: the module graph bundled by deno bundle loads in ${fmt(floor.bundled)} ms ` +
+                `instead of ${fmt(floor.load)} ms, start to exit)`) +
+            `; starting the vCPU Worker first so its ${fmt(worker)} ms overlap the ${fmt(build)} ms VM build ` +
+            `instead of following it; and trimming the build itself (libc is opened and its symbols bound ` +
+            `once per isolate).`,
+        );
+      }
+    }
+    return { id: this.id, title: this.title, status: "measured", figures, analysis };
+  },
+};

@@ -1,0 +1,43 @@
+/*T:738 The launch benchmark's profile, taken in the run: this script is
+ * started under the probe like the launcher, boots the same guest through
+ * the same Machine API, and reports when each phase ended, in ms since the
+ * probe forked it ($LAUNCH_PROBE_FORK_MS): the Deno runtime up (the
+ * isolate's time origin), the module graph loaded (this file's body
+ * starts), the VM built, the guest done (which includes starting the vCPU
+ * Worker) and the VM closed; the probe adds the process's exit. With
+ * --worker it instead times a bare Worker that loads the vCPU Worker's
+ * modules and says hello: how much of the run is the second isolate
+ * starting rather than the guest running. :*/
+
+import { Machine } from "../../lib/machine.ts";
+import { O, open } from "../../lib/sys/mod.ts";
+
+const fork = Number(Deno.env.get("LAUNCH_PROBE_FORK_MS") ?? performance.timeOrigin);
+const at = () => performance.timeOrigin + performance.now() - fork;
+const loaded = at();
+
+if (Deno.args[0] === "--worker") {
+  const w0 = performance.now();
+  const worker = new Worker(new URL("./worker_load.ts", import.meta.url).href, { type: "module" });
+  await new Promise<void>((resolve) => worker.onmessage = () => resolve());
+  console.log(JSON.stringify({ workerStartMs: performance.now() - w0 }));
+  worker.terminate();
+} else {
+  const guest = Deno.args[0];
+  if (guest === undefined) throw new Error("usage: phases.ts <guest.elf> | --worker");
+  const devnull = open("/dev/null", O.WRONLY);
+  const machine = Machine.create({ memoryMiB: 128, kernel: guest, consoleOutputFd: devnull, consoleInputFd: null });
+  const created = at();
+  const result = await machine.run();
+  const ran = at();
+  machine.close();
+  const closed = at();
+  console.log(JSON.stringify({
+    clean: result.clean,
+    runtimeMs: performance.timeOrigin - fork,
+    loadedMs: loaded,
+    createdMs: created,
+    ranMs: ran,
+    closedMs: closed,
+  }));
+}

@@ -1,0 +1,266 @@
+/*T:795 The benchmark suite's own checks. The test guest must carry a
+ * well-formed PVH note (owner "Xen", type 18, in a PT_NOTE segment) whose
+ * entry lies in its code, and the launcher's ELF loader must find it; when
+ * QEMU is installed, QEMU's microvm must really boot the guest through that
+ * entry and see our command line. The C exit peer must boot the same guest
+ * and report a BENCH-PIO line; the guest's ring-3 disk loop must finish its
+ * writes (and they must reach the file), and its network loop must get all
+ * its frames taken through a tap in a namespace of its own. The pure pieces (medians, paired ratios,
+ * smaps parsing, the Markdown table) are checked on fixed inputs. No test
+ * here asserts a timing. :*/
+
+import assert from "node:assert/strict";
+import { buildTestGuest } from "./guest/build.ts";
+import { HAVE_KVM, runLauncher } from "./helpers/launcher.ts";
+import { GuestMemory } from "../lib/memory.ts";
+import { loadElf, PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY } from "../lib/boot/elf.ts";
+import { median, pairedRatio } from "../scripts/bench/stats.ts";
+import { parseSmaps, splitRss } from "../scripts/bench/memory.ts";
+import { cyclesPerExit } from "../scripts/bench/exit.ts";
+import { buildPeer, which } from "../scripts/bench/tools.ts";
+import { renderMarkdown, type Results } from "../scripts/bench/report_md.ts";
+import { renderSvg } from "../scripts/bench/report_svg.ts";
+import { figure } from "../scripts/bench/stats.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const QEMU = which("qemu-system-x86_64");
+if (QEMU === undefined) console.log("bench_test: qemu-system-x86_64 not installed; the PVH boot test is skipped");
+
+interface Phdr {
+  type: number;
+  offset: number;
+  paddr: number;
+  filesz: number;
+  align: number;
+  flags: number;
+}
+
+function programHeaders(image: Uint8Array): Phdr[] {
+  const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  const phoff = Number(v.getBigUint64(32, true));
+  const n = v.getUint16(56, true);
+  return Array.from({ length: n }, (_, i) => {
+    const at = phoff + i * 56;
+    return {
+      type: v.getUint32(at, true),
+      flags: v.getUint32(at + 4, true),
+      offset: Number(v.getBigUint64(at + 8, true)),
+      paddr: Number(v.getBigUint64(at + 24, true)),
+      filesz: Number(v.getBigUint64(at + 32, true)),
+      align: Number(v.getBigUint64(at + 48, true)),
+    };
+  });
+}
+
+Deno.test("bench: the test guest carries a well-formed PVH note the ELF loader finds", async () => {
+  const image = await Deno.readFile(await buildTestGuest());
+  const phdrs = programHeaders(image);
+  const notes = phdrs.filter((p) => p.type === PT_NOTE);
+  assert.equal(notes.length, 1, "one PT_NOTE segment");
+  const note = notes[0]!;
+  assert.equal(note.align, 4);
+  const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
+  assert.equal(v.getUint32(note.offset, true), 4, 'namesz: "Xen\\0"');
+  assert.equal(v.getUint32(note.offset + 4, true), 8, "descsz: a 64-bit address, as QEMU reads it");
+  assert.equal(v.getUint32(note.offset + 8, true), XEN_ELFNOTE_PHYS32_ENTRY);
+  assert.deepEqual([...image.subarray(note.offset + 12, note.offset + 16)], [0x58, 0x65, 0x6e, 0]);
+  const entry = Number(v.getBigUint64(note.offset + 16, true));
+  assert.equal(note.filesz, 24);
+
+  const code = phdrs.find((p) => p.type === PT_LOAD && (p.flags & 1) !== 0)!;
+  assert.ok(entry >= code.paddr && entry < code.paddr + code.filesz, "the PVH entry lies in the code segment");
+  const first = image[code.offset + entry - code.paddr];
+  assert.equal(first, 0xfa, "and starts with cli, like the 32-bit stub in start.S");
+
+  const mem = GuestMemory.create(64 * 1024 * 1024);
+  try {
+    const loaded = loadElf(mem, image, "guest.elf");
+    assert.equal(loaded.pvhEntry, entry, "lib/boot/elf.ts finds the same entry");
+    assert.notEqual(loaded.entry, entry, "the 64-bit entry is still _start");
+  } finally {
+    mem.close();
+  }
+});
+
+Deno.test({
+  name: "bench: QEMU's microvm boots the test guest through its PVH entry",
+  ignore: !HAVE_KVM || QEMU === undefined,
+  async fn() {
+    const guest = await buildTestGuest();
+    const child = new Deno.Command(QEMU!, {
+      args: [
+        ...["-M", "microvm", "-accel", "kvm", "-cpu", "host,-arch-capabilities", "-m", "64", "-nodefaults"],
+        ...["-no-user-config", "-nographic", "-display", "none", "-serial", "stdio", "-no-reboot"],
+        ...["-device", "i8042", "-kernel", guest, "-append", "pvh.test=1"],
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, `QEMU: ${new TextDecoder().decode(out.stderr)}\n${text}`);
+    assert.match(text, /^lguest test guest$/m);
+    assert.match(text, /^MODE: long /m, "the stub reached long mode");
+    assert.match(text, /^CMDLINE: pvh\.test=1$/m, "pvh_main found the command line in hvm_start_info");
+    const e820 = /^E820-COUNT: (\d+)$/m.exec(text);
+    assert.ok(e820 && Number(e820[1]) >= 2, "and the memory map");
+    assert.match(text, /^DONE$/m);
+  },
+});
+
+Deno.test({
+  name: "bench: the C exit peer boots the same guest and reports its exit loop",
+  ignore: !HAVE_KVM,
+  async fn() {
+    const peer = await buildPeer(ROOT, "kvm_exit");
+    const out = await new Deno.Command(peer, {
+      args: [await buildTestGuest(), "64", "bench.pio=1000"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    assert.match(stdout, /^BENCH-PIO: 1000 \d+ cpl 3$/m);
+    assert.ok((cyclesPerExit(stdout) ?? 0) > 0);
+    assert.match(stderr, /^TSC-KHZ: [1-9]\d*$/m);
+    assert.ok(Number(/^EXITS: (\d+)$/m.exec(stderr)?.[1]) >= 1000, "one exit per port write at least");
+  },
+});
+
+Deno.test({
+  name: "bench: the guest's ring-3 virtio-blk loop and the host peer both finish their requests",
+  ignore: !HAVE_KVM,
+  async fn() {
+    const disk = await Deno.makeTempFile({ prefix: "lguest-bench-test-" });
+    try {
+      await Deno.writeFile(disk, new Uint8Array(4 * 1024 * 1024).fill(0x5a));
+      const run = await runLauncher([
+        `--block=${disk}`,
+        "128",
+        await buildTestGuest(),
+        ...["bench.blk=64", "bench.blk.size=16", "bench.blk.qd=32", "bench.blk.op=1", "bench.blk.rand=1"],
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, /^BENCH-BLK: 64 16 32 w rand \d+ 0$/m, "64 writes of 16 KiB, none failed");
+      const after = await Deno.readFile(disk);
+      assert.ok(after.some((b) => b !== 0x5a), "the guest's buffers reached the file");
+      const host = await new Deno.Command(await buildPeer(ROOT, "blk_host"), {
+        args: [disk, "64", "16", "4", "r", "seq", "cache"],
+        stdout: "piped",
+      }).output();
+      assert.match(new TextDecoder().decode(host.stdout), /^BENCH-BLK-HOST: 64 \d+ 0$/m);
+    } finally {
+      await Deno.remove(disk);
+    }
+  },
+});
+
+Deno.test({
+  name: "bench: the guest's ring-3 virtio-net loop sends its frames through a tap in a netns",
+  ignore: !HAVE_KVM || Deno.uid() !== 0,
+  async fn() {
+    const ns = `lgbtest-${Deno.pid}`;
+    const ip = (...args: string[]) => new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).output();
+    assert.ok((await ip("netns", "add", ns)).success);
+    try {
+      const run = await new Deno.Command("ip", {
+        args: ["netns", "exec", ns, Deno.execPath(), "run", "-A", `${ROOT}cli.ts`, "--tunnet=10.98.0.1", "128"]
+          .concat([await buildTestGuest(), "bench.net=100", "bench.net.size=200"]),
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(run.stdout);
+      assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+      assert.match(stdout, /^BENCH-NET: tx 100 200 \d+$/m, "the device took all 100 frames off the ring");
+    } finally {
+      await ip("netns", "del", ns);
+    }
+  },
+});
+
+Deno.test("bench: medians and paired ratios", () => {
+  assert.equal(median([]), null);
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.equal(median([1, NaN, 3]), 2, "non-numbers are dropped");
+  assert.equal(pairedRatio([2, 4, 9], [1, 2, 3]), 2, "median of 2, 2, 3");
+  assert.equal(pairedRatio([1, 2], [0, 0]), null, "no usable pair");
+  assert.equal(cyclesPerExit("BENCH-PIO: 0 5 cpl 3\n"), undefined);
+  assert.equal(cyclesPerExit("x\nBENCH-PIO: 4 100 cpl 0\n"), 25);
+});
+
+Deno.test("bench: smaps parsing separates guest RAM from the launcher's own pages", () => {
+  const smaps = [
+    "55d0c0000000-55d0c0100000 r-xp 00000000 08:01 123 /usr/bin/deno",
+    "Size:               1024 kB",
+    "Rss:                 800 kB",
+    "7f0000000000-7f0008000000 rw-p 00000000 00:00 0 ",
+    "Size:             131072 kB",
+    "Rss:                 300 kB",
+    "7f1000000000-7f1010000000 rw-p 00000000 00:00 0",
+    "Size:             262144 kB",
+    "Rss:                  50 kB",
+    "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]",
+    "Size:                132 kB",
+    "Rss:                  12 kB",
+  ].join("\n");
+  const maps = parseSmaps(smaps);
+  assert.equal(maps.length, 4);
+  assert.deepEqual(maps.map((m) => m.anonymous), [false, true, true, false]);
+  assert.deepEqual(splitRss(maps, 131072), { totalKiB: 1162, guestKiB: 300 }, "the smallest anonymous fit");
+  assert.equal(splitRss(maps, 1 << 20), undefined, "no mapping that large");
+});
+
+Deno.test("bench: the Markdown table and the chart show every figure", () => {
+  const context = { cpu: "Test CPU", kvm: "pvm", commit: "abc", peer: "C peer" };
+  const results: Results = {
+    generatedAt: "2026-01-02T03:04:05.000Z",
+    durationS: 1,
+    repeats: 3,
+    machine: {
+      cpu: "Test CPU",
+      cpus: 2,
+      kvm: "pvm",
+      hostKernel: "6.1",
+      commit: "abc",
+      deno: "2.9.6",
+      qemu: "QEMU 7.2",
+      gcc: "gcc 12",
+      loadAverage: 0.5,
+    },
+    sections: [
+      {
+        id: "exit",
+        title: "1. Exit",
+        status: "measured",
+        analysis: ["found something"],
+        figures: [
+          figure({
+            id: "exit.ring3",
+            label: "ring 3",
+            unit: "µs/exit",
+            lguest: [11, 12, 13],
+            peer: [10, 10, 10],
+            context,
+            target: ({ ratio }) => ({ text: "ratio ≤ 1.10", met: ratio !== null && ratio <= 1.1 }),
+          }),
+        ],
+      },
+      { id: "blk", title: "3. blk", status: "not-measured", reason: "no driver yet", figures: [], analysis: [] },
+    ],
+  };
+  const md = renderMarkdown(results);
+  assert.match(md, /^\| ring 3 \| µs\/exit \| 12\.0 \| 10\.0 \| 1\.20 \| ratio ≤ 1\.10 \| \*\*no\*\* \|$/m);
+  assert.match(md, /^\| not measured \(see below\) \|/m);
+  assert.match(md, /^- \(3\) not measured: no driver yet$/m);
+  assert.match(md, /^- \(1\) found something$/m);
+  assert.match(md, /Test CPU \(2 CPUs\), KVM \*\*pvm\*\*/);
+  const svg = renderSvg(results);
+  assert.match(svg, /^<svg /);
+  assert.match(svg, />1\.20×</);
+  assert.equal((svg.match(/<rect /g) ?? []).length, 2, "background and one bar");
+});
