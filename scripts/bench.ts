@@ -114,10 +114,31 @@ async function writeResults(results: Results): Promise<void> {
   await Deno.writeTextFile(`${ROOT}bench/results.json`, JSON.stringify(results, null, 2) + "\n");
   await Deno.writeTextFile(`${ROOT}bench/results.md`, renderMarkdown(results));
   await Deno.writeTextFile(`${ROOT}bench/results.svg`, renderSvg(results));
+  await embedInReadme(renderMarkdown(results));
   // The repository's `deno fmt --check` covers these files too.
-  const files = ["md", "svg", "json"].map((x) => `${ROOT}bench/results.${x}`);
+  const files = [...["md", "svg", "json"].map((x) => `${ROOT}bench/results.${x}`), `${ROOT}README.md`];
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "-q", ...files], stdout: "null", stderr: "inherit" })
     .output();
+}
+
+const README_START = "<!-- bench:start";
+const README_END = "<!-- bench:end -->";
+
+/**
+ * The README shows the latest table: everything of results.md before its
+ * "What the run found" notes replaces what stands between the README's
+ * bench markers, so the two can never disagree.
+ */
+async function embedInReadme(markdown: string): Promise<void> {
+  const path = `${ROOT}README.md`;
+  const readme = await Deno.readTextFile(path);
+  const start = readme.indexOf(README_START);
+  const end = readme.indexOf(README_END);
+  if (start < 0 || end < start) return;
+  const open = readme.indexOf("\n", start) + 1;
+  const cut = markdown.indexOf("What the run found");
+  const table = (cut < 0 ? markdown : markdown.slice(0, cut)).trimEnd();
+  await Deno.writeTextFile(path, readme.slice(0, open) + table + "\n\n" + readme.slice(end));
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
