@@ -3,7 +3,7 @@
  * keyed by a hash of their source, and QEMU comes from Debian's package,
  * installed by the script itself when missing. :*/
 
-import { buildTestGuest, cacheRoot } from "../../tests/guest/build.ts";
+import { buildTestGuest, cacheRoot, gccCached, shortHash } from "../../tests/guest/build.ts";
 import { ensurePackages } from "../packages.ts";
 import type { Tools } from "./types.ts";
 
@@ -18,11 +18,6 @@ export const BENCH_PACKAGES = [
   "iproute2",
 ] as const;
 
-async function hash(text: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(d).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * Compiles `bench/<name>.c` (once per source change) and returns the binary.
  * @param root repository root, with a trailing slash
@@ -31,21 +26,8 @@ async function hash(text: string): Promise<string> {
 export async function buildPeer(root: string, name: string): Promise<string> {
   const src = `${root}bench/${name}.c`;
   const flags = ["-O2", "-Wall", "-Werror", "-pthread"];
-  const dir = `${cacheRoot()}/bench-${await hash(flags.join(" ") + (await Deno.readTextFile(src)))}`;
-  const out = `${dir}/${name}`;
-  try {
-    await Deno.stat(out);
-    return out;
-  } catch {
-    // Not built yet.
-  }
-  await Deno.mkdir(dir, { recursive: true });
-  const tmp = `${out}.${Deno.pid}.tmp`;
-  const r = await new Deno.Command("gcc", { args: [...flags, "-o", tmp, src], stdout: "piped", stderr: "piped" })
-    .output();
-  if (!r.success) throw new Error(`building ${src} failed:\n${new TextDecoder().decode(r.stderr)}`);
-  await Deno.rename(tmp, out);
-  return out;
+  const dir = `${cacheRoot()}/bench-${await shortHash(flags.join(" ") + (await Deno.readTextFile(src)))}`;
+  return await gccCached(dir, name, [...flags, src]);
 }
 
 /** Finds an executable on PATH. */

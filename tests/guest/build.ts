@@ -37,20 +37,30 @@ export function cacheRoot(): string {
   return `${xdg || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`}/lguest`;
 }
 
-async function sourceHash(): Promise<string> {
-  const parts = [CFLAGS.join(" ")];
-  for (const s of SOURCES) parts.push(await Deno.readTextFile(`${HERE}${s}`));
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(parts.join("\0")));
+/** The first 8 bytes of the SHA-256 of `text`, in hex: a cache key. */
+export async function shortHash(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+async function sourceHash(): Promise<string> {
+  const parts = [CFLAGS.join(" ")];
+  for (const s of SOURCES) parts.push(await Deno.readTextFile(`${HERE}${s}`));
+  return await shortHash(parts.join("\0"));
+}
+
 /**
- * Builds the test guest ELF (once per source change) and returns its path.
- * @returns the path of the built guest.elf
+ * Runs `gcc args... -o <out>` unless `<dir>/<name>` is already there, and
+ * returns that path. The cache key (the directory) must cover everything
+ * that goes into the build; the output appears atomically (a temporary
+ * file renamed), so a crashed build never leaves half a binary behind.
+ * @param dir the cache directory for this build
+ * @param name the output file's name
+ * @param args gcc's arguments, without -o
+ * @returns the path of the built file
  */
-export async function buildTestGuest(): Promise<string> {
-  const dir = `${cacheRoot()}/guest-${await sourceHash()}`;
-  const out = `${dir}/guest.elf`;
+export async function gccCached(dir: string, name: string, args: readonly string[]): Promise<string> {
+  const out = `${dir}/${name}`;
   try {
     await Deno.stat(out);
     return out;
@@ -59,14 +69,24 @@ export async function buildTestGuest(): Promise<string> {
   }
   await Deno.mkdir(dir, { recursive: true });
   const tmp = `${out}.${Deno.pid}.tmp`;
-  const units = SOURCES.filter((s) => /\.(c|S)$/.test(s)).map((s) => `${HERE}${s}`);
-  const args = [...CFLAGS, "-T", `${HERE}guest.ld`, "-o", tmp, ...units];
-  const r = await new Deno.Command("gcc", { args, stderr: "piped", stdout: "piped" }).output();
-  if (!r.success) {
-    throw new Error(`building the test guest failed:\n${new TextDecoder().decode(r.stderr)}`);
-  }
+  const r = await new Deno.Command("gcc", { args: [...args, "-o", tmp], stderr: "piped", stdout: "piped" }).output();
+  if (!r.success) throw new Error(`building ${name} failed:\n${new TextDecoder().decode(r.stderr)}`);
   await Deno.rename(tmp, out);
   return out;
+}
+
+/**
+ * Builds the test guest ELF (once per source change) and returns its path.
+ * @returns the path of the built guest.elf
+ */
+export async function buildTestGuest(): Promise<string> {
+  const units = SOURCES.filter((s) => /\.(c|S)$/.test(s)).map((s) => `${HERE}${s}`);
+  return await gccCached(`${cacheRoot()}/guest-${await sourceHash()}`, "guest.elf", [
+    ...CFLAGS,
+    "-T",
+    `${HERE}guest.ld`,
+    ...units,
+  ]);
 }
 
 if (import.meta.main) console.log(await buildTestGuest());

@@ -32,8 +32,8 @@ import { NET_HDR_SIZE, VIRTIO_NET_F } from "../../lib/virtio/net_hdr.ts";
 import { TX_MAX_FRAME, TX_MIN_FRAME } from "../../lib/virtio/net_tx.ts";
 import type { TestDriver } from "./driver.ts";
 import { NetNs, netnsProblem } from "./net_ns.ts";
-import { BenchContext, Capture, drain, guestRam, runLoop, tapWrite, until, withHeader } from "./net_harness.ts";
-import { concatBytes, makeQueues } from "./net_harness.ts";
+import { BenchContext, type Capture, drain, guestRam, runLoop, tapWrite, until, withHeader } from "./net_harness.ts";
+import { concatBytes, makeQueues, openUpTap } from "./net_harness.ts";
 
 const problem = await netnsProblem();
 if (problem !== undefined) console.warn(`net_fuzz_test: skipped: ${problem}`);
@@ -113,16 +113,7 @@ Deno.test({
     const ns = await NetNs.create();
     const mem = guestRam();
     const loop = new EventLoop();
-    const [tap, cap] = ns.enter(() => {
-      const tap = Tap.open(NET_HDR_SIZE);
-      const ctl = new NetdevControl();
-      try {
-        ctl.up(tap.name);
-      } finally {
-        ctl.close();
-      }
-      return [tap, new Capture()] as const;
-    });
+    const [tap, cap] = openUpTap(ns);
     const dev = new NetDevice(tap, { mac: MAC });
     const outcomes = { sent: 0, dropped: 0, failed: 0 };
     try {

@@ -14,7 +14,8 @@ import { GuestMemory } from "../../lib/memory.ts";
 import type { EventLoop } from "../../lib/eventloop.ts";
 import { bufferAddress, close, pollOne, read, socket } from "../../lib/sys/calls.ts";
 import { IoVecs } from "../../lib/sys/iovec.ts";
-import type { Tap } from "../../lib/sys/tap.ts";
+import { NetdevControl, Tap } from "../../lib/sys/tap.ts";
+import type { NetNs } from "./net_ns.ts";
 import type { VirtioContext, VirtioDevice } from "../../lib/virtio/device.ts";
 import { NET_HDR_SIZE } from "../../lib/virtio/net_hdr.ts";
 import type { Virtqueue } from "../../lib/virtio/queue.ts";
@@ -195,4 +196,22 @@ export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
 /** New guest RAM of `mib` MiB. */
 export function guestRam(mib = 4): GuestMemory {
   return GuestMemory.create(mib * 1024 * 1024);
+}
+
+/**
+ * Opens a tap inside `ns`, brings it up, and opens a packet capture on the
+ * namespace's interfaces, all from inside the namespace.
+ * @returns the tap and the capture
+ */
+export function openUpTap(ns: NetNs): readonly [Tap, Capture] {
+  return ns.enter(() => {
+    const tap = Tap.open(NET_HDR_SIZE);
+    const ctl = new NetdevControl();
+    try {
+      ctl.up(tap.name);
+    } finally {
+      ctl.close();
+    }
+    return [tap, new Capture()] as const;
+  });
 }

@@ -16,7 +16,7 @@ import { RX_SMALL } from "../../lib/virtio/net_rx.ts";
 import { NetTx } from "../../lib/virtio/net_tx.ts";
 import { NetNs, netnsProblem } from "./net_ns.ts";
 import { BenchContext, Capture, makeQueues, runLoop, tapWrite, until, withHeader } from "./net_harness.ts";
-import { guestRam } from "./net_harness.ts";
+import { guestRam, openUpTap } from "./net_harness.ts";
 
 const problem = await netnsProblem();
 if (problem !== undefined) console.warn(`net_test: tap tests skipped: ${problem}`);
@@ -351,16 +351,7 @@ Deno.test({
   ignore: problem !== undefined,
   async fn() {
     await bench((ns, mem) => {
-      const [tap, cap] = ns.enter(() => {
-        const tap = Tap.open(NET_HDR_SIZE);
-        const ctl = new NetdevControl();
-        try {
-          ctl.up(tap.name);
-        } finally {
-          ctl.close();
-        }
-        return [tap, new Capture()] as const;
-      });
+      const [tap, cap] = openUpTap(ns);
       try {
         const { tx } = makeQueues(mem, 16, true);
         const engine = new NetTx(mem, tx.queue("net tx"), tap, () => {});
