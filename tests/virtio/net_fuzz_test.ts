@@ -32,7 +32,7 @@ import { NET_HDR_SIZE, VIRTIO_NET_F } from "../../lib/virtio/net_hdr.ts";
 import { TX_MAX_FRAME, TX_MIN_FRAME } from "../../lib/virtio/net_tx.ts";
 import type { TestDriver } from "./driver.ts";
 import { NetNs, netnsProblem } from "./net_ns.ts";
-import { BenchContext, type Capture, drain, guestRam, runLoop, tapWrite, until, withHeader } from "./net_harness.ts";
+import { BenchContext, drain, guestRam, runLoop, tapWrite, until, withHeader } from "./net_harness.ts";
 import { concatBytes, makeQueues, openUpTap } from "./net_harness.ts";
 
 const problem = await netnsProblem();
