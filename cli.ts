@@ -13,10 +13,7 @@ import { Machine, MAX_MEMORY_MIB } from "./lib/machine.ts";
 import { RawTerminal } from "./lib/sys/termios.ts";
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
-import { RngDevice } from "./lib/virtio/rng.ts";
 import { ConsoleDevice } from "./lib/virtio/console.ts";
-import { BlockDevice } from "./lib/virtio/blk.ts";
-import { NetDevice } from "./lib/virtio/net.ts";
 import type { VirtioDevice } from "./lib/virtio/device.ts";
 
 /** Exit codes. */
@@ -206,16 +203,24 @@ export function parseTunnetSpec(spec: string): { ip: string } | { bridge: string
 /*L:070 The devices, in the order the guest will find them: disks and
  * network cards in command-line order (the first --block is /dev/vda, the
  * first --tunnet is eth0, as in the original), then the entropy device, and
- * last the console, which the original launcher always had. :*/
-function openDevices(args: CliArgs): VirtioDevice[] {
+ * last the console, which the original launcher always had. Only the
+ * console is always there; the others' modules are loaded when asked for,
+ * so a plain boot does not pay for compiling them. :*/
+async function openDevices(args: CliArgs): Promise<VirtioDevice[]> {
   const devices: VirtioDevice[] = [];
   try {
-    for (const spec of args.block) {
-      const { path, readOnly } = parseBlockSpec(spec);
-      devices.push(BlockDevice.open(path, { readOnly }));
+    if (args.block.length > 0) {
+      const { BlockDevice } = await import("./lib/virtio/blk.ts");
+      for (const spec of args.block) {
+        const { path, readOnly } = parseBlockSpec(spec);
+        devices.push(BlockDevice.open(path, { readOnly }));
+      }
     }
-    for (const spec of args.tunnet) devices.push(NetDevice.open(spec));
-    if (args.rng) devices.push(new RngDevice());
+    if (args.tunnet.length > 0) {
+      const { NetDevice } = await import("./lib/virtio/net.ts");
+      for (const spec of args.tunnet) devices.push(NetDevice.open(spec));
+    }
+    if (args.rng) devices.push(new (await import("./lib/virtio/rng.ts")).RngDevice());
     devices.push(new ConsoleDevice({ outputFd: 1, sizeFd: isatty(0) ? 0 : undefined }));
     return devices;
   } catch (e) {
@@ -297,7 +302,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       cmdline: args.kernelArgs,
       verbose: args.verbose,
       kvmPath: Deno.env.get("LGUEST_KVM") ?? "/dev/kvm",
-      devices: openDevices(args),
+      devices: await openDevices(args),
     });
     if (args.verbose) describe(machine);
     if (isatty(0)) term.enter();

@@ -2,10 +2,13 @@
  * open KVM, make a VM with its in-kernel interrupt controllers and timer,
  * map guest RAM, load the kernel and initrd, write the command line, the
  * memory map and the zero page, build the first page tables and GDT, create
- * the vCPU and put it at the kernel's 64-bit entry. Then run() starts the
- * vCPU thread and serves devices on the main thread's event loop until the
- * guest stops. Everything acquired is released by close(), which is safe to
- * call at any point, including after a failed create(). :*/
+ * the vCPU and put it at the kernel's 64-bit entry. The vCPU's Worker is
+ * spawned before all that: it is a second JavaScript isolate, slower to
+ * start than the VM is to build, and its modules load while we build. Then
+ * run() hands the Worker its vCPU and serves devices on the main thread's
+ * event loop until the guest stops. Everything acquired is released by
+ * close(), which is safe to call at any point, including after a failed
+ * create(). :*/
 
 import { GuestMemory } from "./memory.ts";
 import { Kvm } from "./kvm/kvm.ts";
@@ -92,8 +95,9 @@ export class Machine {
   #devices: MmioDevices | undefined;
   /** What went where. */
   readonly info: BootInfo;
-  #thread: VcpuThread | undefined;
+  readonly #thread: VcpuThread;
   #loop: EventLoop | undefined;
+  #ran = false;
   #closed = false;
 
   private constructor(
@@ -104,8 +108,10 @@ export class Machine {
     config: MachineConfig,
     info: BootInfo,
     slots: MmioSlot[],
+    thread: VcpuThread,
   ) {
     this.#slots = slots;
+    this.#thread = thread;
     this.#kvm = kvm;
     this.#vm = vm;
     this.#memory = memory;
@@ -120,16 +126,19 @@ export class Machine {
   }
 
   /**
-   * Builds the machine: VM, memory, kernel, boot data, vCPU at its entry.
+   * Builds the machine: VM, memory, kernel, boot data, vCPU at its entry,
+   * and the vCPU's Worker, waiting to be started by run().
    * @param config memory size, kernel, initrd, command line, console fds
-   * @returns a machine ready to run()
+   * @returns a machine ready to run(); close() it, run or not
    */
   static create(config: MachineConfig): Machine {
     const bytes = memoryBytes(config.memoryMiB);
     validateMemorySize(bytes);
-    const kvm = Kvm.open(config.kvmPath);
-    const undo: Array<() => void> = [() => kvm.close()];
+    const thread = VcpuThread.spawn();
+    const undo: Array<() => void> = [() => thread.terminate()];
     try {
+      const kvm = Kvm.open(config.kvmPath);
+      undo.push(() => kvm.close());
       const vm = Vm.create(kvm);
       undo.push(() => vm.close());
       vm.setIdentityMapAddr(KVM_IDENTITY_MAP_ADDR);
@@ -158,7 +167,7 @@ export class Machine {
         stack: BOOT_STACK_TOP,
       });
       wireLapic(vcpu);
-      return new Machine(kvm, vm, memory, vcpu, config, info, slots);
+      return new Machine(kvm, vm, memory, vcpu, config, info, slots, thread);
     } catch (e) {
       for (const u of undo.reverse()) u();
       throw e;
@@ -170,7 +179,8 @@ export class Machine {
    * @returns how the run ended
    */
   async run(): Promise<RunResult> {
-    if (this.#closed || this.#thread) throw new Error("machine already ran or was closed");
+    if (this.#closed || this.#ran) throw new Error("machine already ran or was closed");
+    this.#ran = true;
     const loop = new EventLoop();
     this.#loop = loop;
     const spaceFd = eventfd();
@@ -183,7 +193,7 @@ export class Machine {
     const serial = new Serial8250(this.#serial, { irq: (level) => this.#vm.irqLine(COM1_IRQ, level) });
     const input = this.#wireInput(loop, serial, spaceFd);
     try {
-      this.#thread = await VcpuThread.start({
+      await this.#thread.start({
         id: 0,
         vcpuFd: this.#vcpu.fd,
         vmFd: this.#vm.fd,
@@ -199,7 +209,7 @@ export class Machine {
         verbose,
       });
       const running = loop.run();
-      const result = await Promise.race([this.#thread.done, running.then(() => this.#thread!.done)]);
+      const result = await Promise.race([this.#thread.done, running.then(() => this.#thread.done)]);
       loop.stop();
       await running;
       return this.#aborted ? { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" } : result;
@@ -255,14 +265,14 @@ export class Machine {
   /** Asks the guest to stop; run() then resolves. Safe at any time. */
   stop(): void {
     this.#devices?.stop();
-    this.#thread?.stop();
+    this.#thread.stop();
   }
 
-  /** Releases the vCPU, memory, VM and /dev/kvm. Safe to call twice. */
+  /** Releases the vCPU and its Worker, memory, VM and /dev/kvm. Safe to call twice. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#thread?.terminate();
+    this.#thread.terminate();
     this.#vcpu.close();
     this.#memory.close();
     this.#vm.close();

@@ -1,10 +1,14 @@
-/*L:410 The main thread's handle on a vCPU Worker. Starting it hands over
- * the numbers the Worker needs; stopping it is the delicate part, because
- * the Worker may be deep inside KVM_RUN with the guest halted. We raise the
- * stop flag, set kvm_run.immediate_exit so a fresh KVM_RUN returns at once,
- * and send the thread SIGUSR1, which makes a KVM_RUN in progress return
- * EINTR. A SIGUSR1 listener is installed first: without one, Deno's default
- * action for the signal would end the whole process. :*/
+/*L:410 The main thread's handle on a vCPU Worker. A Worker is a whole
+ * second JavaScript isolate: `new Worker` holds the calling thread while
+ * the isolate is built, then the Worker loads its modules on its own. So
+ * the Worker is spawned first, and its modules load while the main thread
+ * opens KVM and loads the kernel; start() then hands it the numbers it
+ * needs. Stopping it is the delicate part, because the Worker may be deep
+ * inside KVM_RUN with the guest halted. We raise the stop flag, set
+ * kvm_run.immediate_exit so a fresh KVM_RUN returns at once, and send the
+ * thread SIGUSR1, which makes a KVM_RUN in progress return EINTR. A SIGUSR1
+ * listener is installed first: without one, Deno's default action for the
+ * signal would end the whole process. :*/
 
 import { at, getpid, tgkill } from "./sys/calls.ts";
 import { KVM_RUN } from "./kvm/structs.ts";
@@ -19,34 +23,23 @@ function ensureKickListener(): void {
   kickListener = true;
 }
 
-/** A running vCPU Worker. */
+/** A vCPU Worker: spawned (booting), then started (running the guest). */
 export class VcpuThread {
   readonly #worker: Worker;
-  readonly #control: Int32Array<SharedArrayBuffer>;
-  readonly #runAddress: bigint;
+  readonly #started: Promise<number>;
+  #control: Int32Array<SharedArrayBuffer> | undefined;
+  #runAddress = 0n;
+  #id = 0;
   #tid = 0;
-  /** Resolves when the vCPU has stopped, with why. */
+  /** Resolves when the vCPU has stopped (or the Worker failed), with why. */
   readonly done: Promise<VcpuExit>;
 
-  private constructor(worker: Worker, init: VcpuInit, started: Promise<number>, done: Promise<VcpuExit>) {
-    this.#worker = worker;
-    this.#control = new Int32Array(init.control);
-    this.#runAddress = BigInt(init.runAddress);
-    this.done = done;
-    started.then((tid) => this.#tid = tid);
-  }
-
-  /**
-   * Starts a Worker running vCPU `init.id`.
-   * @param init what the Worker needs (fds, addresses, shared state)
-   * @returns the handle, once the Worker reports its thread id
-   */
-  static async start(init: VcpuInit): Promise<VcpuThread> {
+  private constructor() {
     ensureKickListener();
     const worker = new Worker(new URL("./vcpu_worker.ts", import.meta.url).href, { type: "module" });
     let onStarted: (tid: number) => void = () => {};
-    const started = new Promise<number>((r) => onStarted = r);
-    const done = new Promise<VcpuExit>((resolve) => {
+    this.#started = new Promise<number>((r) => onStarted = r);
+    this.done = new Promise<VcpuExit>((resolve) => {
       worker.onmessage = (ev: MessageEvent<VcpuMessage>) => {
         if (ev.data.type === "started") onStarted(ev.data.tid);
         else {
@@ -56,18 +49,38 @@ export class VcpuThread {
       };
       worker.onerror = (ev) => {
         ev.preventDefault();
-        resolve({ clean: false, reason: `vCPU ${init.id} thread failed: ${ev.message}`, exits: 0 });
+        resolve({ clean: false, reason: `vCPU ${this.#id} thread failed: ${ev.message}`, exits: 0 });
         worker.terminate();
       };
     });
-    worker.postMessage(init);
-    const thread = new VcpuThread(worker, init, started, done);
-    thread.#tid = await Promise.race([started, done.then(() => 0)]);
-    return thread;
+    this.#worker = worker;
+  }
+
+  /**
+   * Spawns a Worker for a vCPU. It boots in the background until start().
+   * @returns the handle; terminate() it if it is never started
+   */
+  static spawn(): VcpuThread {
+    return new VcpuThread();
+  }
+
+  /**
+   * Hands the Worker its vCPU and lets it run.
+   * @param init what the Worker needs (fds, addresses, shared state)
+   * @returns once the Worker reports its thread id (or has already ended)
+   */
+  async start(init: VcpuInit): Promise<void> {
+    if (this.#control !== undefined) throw new Error(`vCPU ${init.id} thread already started`);
+    this.#control = new Int32Array(init.control);
+    this.#id = init.id;
+    this.#runAddress = BigInt(init.runAddress);
+    this.#worker.postMessage(init);
+    this.#tid = await Promise.race([this.#started, this.done.then(() => 0)]);
   }
 
   /** Asks the vCPU to stop; `done` resolves once it has. Safe to repeat. */
   stop(): void {
+    if (this.#control === undefined) return;
     Atomics.store(this.#control, 0, 1);
     const p = at(this.#runAddress);
     if (p !== null) {
@@ -82,7 +95,7 @@ export class VcpuThread {
     }
   }
 
-  /** Ends the Worker without waiting (after `done`, or on teardown). */
+  /** Ends the Worker without waiting (after `done`, on teardown, or if never started). */
   terminate(): void {
     this.#worker.terminate();
   }

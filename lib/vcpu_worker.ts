@@ -20,6 +20,7 @@ import { MailboxClient, MmioProxy } from "./virtio/mmio_proxy.ts";
 import { MMIO_WINDOW } from "./virtio/mmio_regs.ts";
 
 const STOP = 0;
+const KVM_RUN_REQUEST = BigInt(KVM.RUN);
 const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 function run(init: VcpuInit): VcpuExit {
@@ -51,7 +52,7 @@ function run(init: VcpuInit): VcpuExit {
   let exits = 0;
   for (;;) {
     if (Atomics.load(stop, STOP) !== 0) return { clean: true, reason: "stopped", exits };
-    const r = libc.ioctl_int(init.vcpuFd, BigInt(KVM.RUN), 0n);
+    const r = libc.ioctl_int(init.vcpuFd, KVM_RUN_REQUEST, 0n);
     if (r < 0) {
       const e = lastErrno();
       if (e === Errno.EINTR || e === Errno.EAGAIN) continue;

@@ -66,10 +66,13 @@ async function floors(ctx: BenchContext) {
   const c: number[] = [];
   const cFirst: number[] = [];
   const phases: Record<string, number[]> = {};
-  const note = (r: ProbeResult, extra: Record<string, number> = {}) => {
+  const note = (r: ProbeResult, extra: Record<string, number> = {}, prefix = "") => {
     try {
       const parsed = { ...JSON.parse(r.output) as Record<string, number>, ...extra };
-      for (const [k, v] of Object.entries(parsed)) if (typeof v === "number") (phases[k] ??= []).push(v);
+      if (typeof parsed.ranMs === "number" && typeof parsed.createdMs === "number") {
+        parsed.guestMs = parsed.ranMs - parsed.createdMs;
+      }
+      for (const [k, v] of Object.entries(parsed)) if (typeof v === "number") (phases[prefix + k] ??= []).push(v);
     } catch {
       ctx.log(`launch: phases.ts printed no result: ${describeFailure(r)}`);
     }
@@ -77,6 +80,7 @@ async function floors(ctx: BenchContext) {
   for (let i = 0; i < ctx.repeats; i++) {
     const p = await probeRun(ctx.tools.probe, [...deno("phases.ts"), ctx.tools.guest]);
     note(p, { exitMs: p.exitMs });
+    note(await probeRun(ctx.tools.probe, [...deno("phases.ts"), "--bare", ctx.tools.guest]), {}, "bare.");
     note(await probeRun(ctx.tools.probe, [...deno("phases.ts"), "--worker"]));
     const e = await probeRun(ctx.tools.probe, deno("empty.ts"));
     empty.push(e.exitMs);
@@ -194,20 +198,25 @@ export const launchBenchmark: Benchmark = {
         const y = ph(b);
         return x === null || y === null ? null : y - x;
       };
+      const consoleCost = step("bare.guestMs", "guestMs");
       analysis.push(
-        `Profile of the same boot through the Machine API (scripts/bench/phases.ts under the probe, medians, ` +
-          `ms since fork): Deno runtime up at ${fmt(ph("runtimeMs"))}, module graph loaded at ${
-            fmt(ph("loadedMs"))
-          }, ` +
-          `VM built at ${fmt(ph("createdMs"))} (${fmt(step("loadedMs", "createdMs"))} ms; bench/kvm_exit.c gets from ` +
-          `fork to the guest's first serial byte in ${fmt(floor.cFirst)} ms, its KVM setup included), guest done at ` +
-          `${fmt(ph("ranMs"))} (${fmt(step("createdMs", "ranMs"))} ms, of which a bare vCPU Worker loading its ` +
-          `modules takes ${fmt(ph("workerStartMs"))} ms), VM closed at ${fmt(ph("closedMs"))}, process gone at ` +
-          `${fmt(ph("exitMs"))}.`,
+        `Profile of the same boot through the Machine API, with the virtio console the launcher always adds ` +
+          `(scripts/bench/phases.ts under the probe, medians, ms since fork): Deno runtime up at ` +
+          `${fmt(ph("runtimeMs"))}, module graph loaded at ${fmt(ph("loadedMs"))}, VM built at ` +
+          `${fmt(ph("createdMs"))} (${fmt(step("loadedMs", "createdMs"))} ms, which includes spawning the vCPU ` +
+          `Worker: new Worker holds the calling thread for ${fmt(ph("workerCtorMs"))} ms while the isolate is ` +
+          `built, and the Worker's modules have run ${fmt(ph("workerStartMs"))} ms after the call, meanwhile the ` +
+          `VM is built; bench/kvm_exit.c gets from fork to the guest's first serial byte in ${fmt(floor.cFirst)} ` +
+          `ms, its KVM setup included), guest done at ${fmt(ph("ranMs"))} (${fmt(ph("guestMs"))} ms; ` +
+          `${fmt(ph("bare.guestMs"))} ms without the virtio console, so the guest's bring-up of the console ` +
+          `costs ${fmt(consoleCost)} ms), VM closed at ${fmt(ph("closedMs"))} (${fmt(step("ranMs", "closedMs"))} ms, ` +
+          `nearly all of it in the kernel: as it frees the in-kernel PIT, KVM waits for SRCU grace periods, ` +
+          `from about 1 to 20 ms from one run to the next; bench/kvm_exit.c, which has a PIT too, pays the same ` +
+          `at its exit, QEMU's microvm, which has none, does not), process gone at ${fmt(ph("exitMs"))}.`,
       );
       const qemuExit = figures[1]!.peer;
       if (exit >= TARGET_MS || (qemuExit !== null && exit >= qemuExit)) {
-        const worker = ph("workerStartMs");
+        const spawn = ph("workerCtorMs");
         const build = step("loadedMs", "createdMs");
         analysis.push(
           `Gap: lguest needs ${fmt(exit)} ms against ${TARGET_MS} ms` +
@@ -215,17 +224,20 @@ export const launchBenchmark: Benchmark = {
             `. On this host the C launcher itself needs ${fmt(floor.c)} ms for the same guest` +
             (ctx.machine.kvm === "pvm" ? " (PVM emulates the guest's ring-0 code)" : "") +
             (floor.c >= TARGET_MS ? `, so no launcher can meet ${TARGET_MS} ms here` : "") +
-            `. The rest is Deno: the runtime (${fmt(floor.empty)} ms for an empty script), our module graph ` +
-            `(${fmt(floor.load - floor.empty)} ms more), the VM build in JavaScript and FFI (${fmt(build)} ms), ` +
-            `and a second isolate for the vCPU (${fmt(worker)} ms before it can run the guest). What would close ` +
-            `it: one bundled file per isolate` +
+            `. The rest is Deno and the extra device: the runtime (${fmt(floor.empty)} ms for an empty script), ` +
+            `our module graph (${fmt(floor.load - floor.empty)} ms more), the vCPU Worker's isolate ` +
+            `(${fmt(spawn)} ms during which the main thread waits), the rest of the VM build in JavaScript and ` +
+            `FFI (${fmt(build === null || spawn === null ? null : build - spawn)} ms), the guest bringing up ` +
+            `the virtio console (${fmt(consoleCost)} ms, which QEMU's run does not do), and closing the VM ` +
+            `(${fmt(step("ranMs", "closedMs"))} ms, the in-kernel PIT's teardown). What would close more: one ` +
+            `bundled file per isolate` +
             (floor.bundled === null
               ? ""
               : ` (measured here: the module graph bundled by deno bundle loads in ${fmt(floor.bundled)} ms ` +
                 `instead of ${fmt(floor.load)} ms, start to exit)`) +
-            `; starting the vCPU Worker first so its ${fmt(worker)} ms overlap the ${fmt(build)} ms VM build ` +
-            `instead of following it; and trimming the build itself (libc is opened and its symbols bound ` +
-            `once per isolate).`,
+            `; a cheaper virtio bring-up in the test guest, whose driver runs in emulated ring 0; a VM whose ` +
+            `teardown does not wait on an in-kernel PIT; and trimming the build itself (libc is opened and its ` +
+            `symbols bound once per isolate).`,
         );
       }
     }

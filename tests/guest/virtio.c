@@ -129,12 +129,14 @@ static int setup_queue(struct vdev *d, u32 index)
 	if (ring_pages_used >= RING_PAGES)
 		return -1;
 	u8 *page = ring_pages[ring_pages_used++];
-	memset(page, 0, 4096);
 	struct vq *q = &d->q[index];
 	q->index = (u16)index;
 	q->desc = (struct vring_desc *)page;
 	q->avail = (struct vring_avail *)(page + 16 * VQ_SIZE);
 	q->used = (struct vring_used *)(page + 2048);
+	/* Clear just the three rings, not the whole page (see memset). */
+	memset(q->desc, 0, sizeof(struct vring_desc) * VQ_SIZE + sizeof(struct vring_avail));
+	memset(q->used, 0, sizeof(struct vring_used));
 	for (u16 i = 0; i < VQ_SIZE; i++)
 		q->desc[i].next = (u16)(i + 1);
 	q->free_head = 0;
