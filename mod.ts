@@ -40,7 +40,7 @@ export { BootError } from "./lib/boot/errors.ts";
 export { Kvm, kvmFlavour, KvmUnavailableError } from "./lib/kvm/kvm.ts";
 export { SysError } from "./lib/sys/errno.ts";
 export { VERSION } from "./lib/version.ts";
-export type { VirtioContext, VirtioDevice } from "./lib/virtio/device.ts";
+export type { QueueWiring, VirtioContext, VirtioDevice } from "./lib/virtio/device.ts";
 export { Virtqueue, VirtqueueError } from "./lib/virtio/queue.ts";
 export type { Chain, QueueFeatures, QueueLayout, QueueStart, Segment } from "./lib/virtio/queue.ts";
 export { EventLoop } from "./lib/eventloop.ts";

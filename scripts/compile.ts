@@ -1,9 +1,10 @@
 /*T:050 `deno task compile` makes the single `lguest` binary for hosts
- * without Deno. The vCPU Worker and the disk I/O Workers are loaded by URL
- * at run time, so they must be named with --include or the binary would
- * not contain them. deno compile
- * fetches its runtime base (denort) from Deno's download host; where that is
- * unreachable, point DENORT_BIN at a denort binary you have. :*/
+ * without Deno. The vCPU Worker and the disk's Workers (its queue thread
+ * and its optional I/O helpers) are loaded by URL at run time, so they must
+ * be named with --include or the binary would not contain them. deno
+ * compile fetches its runtime base (denort) from Deno's download host;
+ * where that is unreachable, point DENORT_BIN at a denort binary you
+ * have. :*/
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const out = Deno.args[0] ?? `${ROOT}dist/lguest`;
@@ -14,6 +15,8 @@ const args = [
   `${ROOT}lib/vcpu_worker.ts`,
   "--include",
   `${ROOT}lib/virtio/blk_worker.ts`,
+  "--include",
+  `${ROOT}lib/virtio/blk_queue.ts`,
   "--output",
   out,
   `${ROOT}cli.ts`,

@@ -1,23 +1,24 @@
-/*V:320 Disk I/O leaves the main thread. The original launcher gave its
- * disk a thread of its own so that a slow read would not stall the console
- * or the network; we go one step further and give each disk a few Worker
- * threads, so several requests are in the host kernel at once. A Worker
+/*V:320 Optional I/O threads. The original launcher gave its disk a thread
+ * of its own so that a slow read would not stall the console or the
+ * network; the queue's own thread (blk_queue.ts) is that, and it can also
+ * be given a few more Worker threads, so several requests are in the host
+ * kernel at once (worth it on a host with cores to spare). A Worker
  * calls preadv, pwritev and fdatasync synchronously through its own libc
  * handle, which is what lets it read errno: the call and the errno read
  * happen on the same thread.
  *
- * The threads share no objects with us, only one SharedArrayBuffer cut into
- * request slots. A slot holds an operation, a file offset, a length and an
- * iovec array of host addresses inside guest memory, so the data moves
- * between the file and the guest's buffers with no copy. Each slot's state
+ * The threads share no objects with the queue's thread, which owns this
+ * class, only one SharedArrayBuffer cut into request slots. A slot holds an
+ * operation, a file offset, a length and an iovec array of host addresses
+ * inside guest memory, so the data moves between the file and the guest's
+ * buffers with no copy. Each slot's state
  * word walks FREE -> SUBMITTED -> RUNNING -> DONE -> FREE: we make the
  * first and last steps, a thread claims a job with a compare-and-swap
  * (so two threads never run one job) and finishes it. A thread with
  * nothing to claim sleeps on a submission counter that we bump and notify.
  *
- * Completions come back the way every other event reaches the main thread:
- * the thread writes an eventfd that the main loop watches, and we then
- * collect every DONE slot in one pass. :*/
+ * Completions come back through an eventfd that the queue's thread polls
+ * alongside its doorbell; it then collects every DONE slot in one pass. :*/
 
 import { close, eventfd, readAt } from "../sys/calls.ts";
 import { bufferAddress } from "../sys/calls.ts";
@@ -41,9 +42,9 @@ export interface BlockIoOptions {
 /** One finished job: its slot and the result (bytes moved, or -errno). */
 export type DoneHandler = (slot: number, result: number) => void;
 
-/** The I/O threads of one disk and the slots they share with the main thread. */
+/** The I/O threads of one disk and the slots they share with the queue's thread. */
 export class BlockIo {
-  /** Written by the threads when a job is done; the main loop watches it. */
+  /** Written by the threads when a job is done; the queue's thread polls it. */
   readonly doneFd: number;
   readonly #layout: SlotLayout;
   readonly #shared: SharedArrayBuffer;
@@ -170,7 +171,7 @@ export class BlockIo {
    * taken back with the same compare-and-swap the threads use, so either
    * we get it or a thread does, never both. A job a thread is running
    * cannot be stopped halfway through a pwritev, so we wait for it: the
-   * main thread blocks (Atomics.wait) for as long as one disk operation
+   * queue's thread blocks (Atomics.wait) for as long as one disk operation
    * takes. After this returns no thread touches guest memory on behalf of
    * the old requests, and nothing they did can reach the new rings. :*/
 

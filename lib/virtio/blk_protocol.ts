@@ -55,7 +55,7 @@ export interface SlotLayout {
   bytes: number;
 }
 
-/** What the main thread posts to a new I/O thread. */
+/** What the queue's thread posts to a new I/O thread. */
 export interface WorkerInit {
   /** The shared buffer (see {@link slotLayout}). */
   shared: SharedArrayBuffer;
@@ -84,4 +84,100 @@ export function slotLayout(slots: number, maxIovecs: number): SlotLayout {
   const numsAt = align8(intsAt + 4 * SLOT.INTS * slots);
   const iovAt = numsAt + 8 * SLOT.NUMS * slots;
   return { slots, maxIovecs, stateAt, intsAt, numsAt, iovAt, bytes: iovAt + 16 * maxIovecs * slots };
+}
+
+/*V:343 What the main thread and the request queue's own thread share (see
+ * blk_queue.ts). One small buffer of control words, and messages:
+ *
+ *   REQ       the session the main thread wants served (0: none)
+ *   ACK       the session the queue thread is serving (0: none)
+ *   KICKS     bumped by notify() before it rings the doorbell
+ *   DONE      the KICKS value the queue thread has fully answered
+ *   INFLIGHT  requests popped and not yet answered
+ *   PEAK      the most requests that were in flight at once
+ *   POSTED    messages the queue thread has posted
+ *   CLOSED    1 once the queue thread has stopped its I/O threads
+ *
+ * REQ and ACK make stopping safe without a lock: the main thread stores REQ
+ * then reads ACK, the queue thread stores ACK then reads REQ, and with
+ * sequentially consistent atomics at least one of them sees the other's
+ * store; so either the queue thread never starts the old session, or the
+ * main thread waits for it to end. :*/
+
+/** Control word indices. */
+export const QCTL = {
+  WORDS: 8,
+  REQ: 0,
+  ACK: 1,
+  KICKS: 2,
+  DONE: 3,
+  INFLIGHT: 4,
+  PEAK: 5,
+  POSTED: 6,
+  CLOSED: 7,
+} as const;
+
+/** The first message to the queue thread: the disk and how to serve it. */
+export interface QueueInit {
+  /** Message kind. */
+  kind: "init";
+  /** The control words (QCTL.WORDS int32s). */
+  ctl: SharedArrayBuffer;
+  /** The disk file. */
+  fd: number;
+  /** An eventfd the main thread writes to stop a session. */
+  stopFd: number;
+  /** For messages, e.g. "virtio-blk (disk.img)". */
+  name: string;
+  /** Capacity in sectors. */
+  sectors: number;
+  /** Refuse writes. */
+  readOnly: boolean;
+  /** Data buffers per request. */
+  segMax: number;
+  /** The GET_ID answer, zero padded. */
+  id: Uint8Array;
+  /** I/O threads (0: the queue thread does every request itself). */
+  threads: number;
+  /** Requests handed to the I/O threads at once. */
+  slots: number;
+}
+
+/** Starts serving one activation of the queue. */
+export interface QueueSession {
+  /** Message kind. */
+  kind: "start";
+  /** The session number (REQ). */
+  session: number;
+  /** Host address of guest RAM. */
+  hostAddress: bigint;
+  /** Bytes of guest RAM. */
+  memSize: number;
+  /** For messages, e.g. "virtio-blk (disk.img) queue 0". */
+  queueName: string;
+  /** The rings, as the driver placed them. */
+  layout: { size: number; desc: bigint; avail: bigint; used: bigint };
+  /** The negotiated ring features. */
+  features: { eventIdx: boolean; indirect: boolean };
+  /** Where the rings' indices stand. */
+  start: { lastAvailIdx: number; usedIdx: number };
+  /** The doorbell eventfd. */
+  doorbell: number;
+  /** The eventfd to write when the driver wants an interrupt. */
+  irqfd: number;
+  /** The interrupt status word to set first, if any. */
+  isr?: { image: SharedArrayBuffer; word: number; bit: number };
+}
+
+/** Messages to the queue thread. */
+export type QueueCommand = QueueInit | QueueSession | { kind: "close" };
+
+/** Messages from the queue thread: a --verbose line, or a rule the guest broke. */
+export interface QueueReport {
+  /** log: ctx.log; fail: ctx.fail. */
+  kind: "log" | "fail";
+  /** The session it happened in. */
+  session: number;
+  /** The line or the reason. */
+  text: string;
 }

@@ -38,6 +38,27 @@ export function bit(n: number): bigint {
   return 1n << BigInt(n);
 }
 
+/*V:341 A device may serve a queue on a thread of its own, so that a
+ * request never passes through the main thread: that thread waits on the
+ * queue's doorbell eventfd itself and raises the interrupt by writing the
+ * irqfd, after setting the used-buffer bit in the interrupt status word of
+ * the shared register image, as the transport would. The transport stops
+ * watching a doorbell it has handed over until the device is reset. :*/
+
+/** A queue's doorbell and the device's interrupt, for a device that serves the queue on its own thread. */
+export interface QueueWiring {
+  /** The queue's doorbell: an eventfd signalled each time the driver notifies the queue. */
+  readonly doorbell: number;
+  /** Writing an 8-byte 1 to this eventfd raises the device's interrupt. */
+  readonly irqfd: number;
+  /** The shared register image holding the interrupt status word. */
+  readonly image: SharedArrayBuffer;
+  /** Index of the interrupt status word in the image, as 32-bit words. */
+  readonly isrWord: number;
+  /** The used-buffer bit to set in it before writing the irqfd. */
+  readonly usedBit: number;
+}
+
 /** What a device may ask of its transport once activated. */
 export interface VirtioContext {
   /** Guest RAM: the one bounds-checked door. */
@@ -54,6 +75,12 @@ export interface VirtioContext {
   configChanged(): void;
   /** A --verbose line. */
   log(line: string): void;
+  /**
+   * Hands queue `queue`'s doorbell and the interrupt to the device, which then serves the queue on its own
+   * thread; the transport no longer watches that doorbell or calls notify() for it until the device is reset.
+   * Absent, or returning undefined, when the transport cannot.
+   */
+  takeQueue?(queue: number): QueueWiring | undefined;
 }
 
 /** A virtio device model. */

@@ -15,7 +15,7 @@
 
 import type { GuestMemory } from "../memory.ts";
 import type { EventLoop } from "../eventloop.ts";
-import { bit, VIRTIO_F, VIRTIO_STATUS, type VirtioContext, type VirtioDevice } from "./device.ts";
+import { bit, type QueueWiring, VIRTIO_F, VIRTIO_STATUS, type VirtioContext, type VirtioDevice } from "./device.ts";
 import { Virtqueue } from "./queue.ts";
 import { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR, MMIO_VERSION, MMIO_WINDOW } from "./mmio_regs.ts";
 
@@ -34,6 +34,16 @@ interface QueueRegs {
   vq: Virtqueue | undefined;
 }
 
+/** The doorbells and the irqfd, for devices that serve a queue on their own thread (VirtioContext.takeQueue). */
+export interface MmioWiring {
+  /** Each queue's doorbell eventfd (its ioeventfd). */
+  doorbells: readonly number[];
+  /** The device's irqfd. */
+  irqfd: number;
+  /** Starts (true) or stops (false) watching queue `queue`'s doorbell on the main loop. */
+  watch(queue: number, on: boolean): void;
+}
+
 /** What the transport needs from the machine. */
 export interface MmioTransportOptions {
   /** Guest RAM. */
@@ -46,6 +56,8 @@ export interface MmioTransportOptions {
   image: SharedArrayBuffer;
   /** Reports problems and, with --verbose, activity. */
   log: (line: string, always?: boolean) => void;
+  /** Doorbells and irqfd a device may take over (optional). */
+  wiring?: MmioWiring;
 }
 
 /** One device behind one virtio-mmio window. */
@@ -63,6 +75,10 @@ export class MmioTransport {
   #queues: QueueRegs[] = [];
   #generation = 0;
   #active = false;
+  /** Counts activations: a context from an earlier one no longer reaches the transport. */
+  #epoch = 0;
+  /** Queues whose doorbell the device has taken over (see takeQueue). */
+  readonly #taken = new Set<number>();
 
   /**
    * @param device the device model
@@ -135,15 +151,16 @@ export class MmioTransport {
     this.#config.set(this.device.config);
   }
 
-  /** A register read (the vCPU thread reads the image; this mirrors it for tests). */
+  /** A register read, answered as the vCPU thread's MmioProxy answers it from the image. */
   read(offset: number, size: number): number {
+    if (!Number.isInteger(offset) || offset < 0 || offset + size > MMIO_WINDOW) return 0;
     if (offset >= MMIO_REG.CONFIG) {
       const at = offset - MMIO_REG.CONFIG;
       let v = 0;
       for (let i = size - 1; i >= 0; i--) v = v * 256 + (this.#config[at + i] ?? 0);
       return v;
     }
-    if (offset & 3) return 0;
+    if (offset & 3 || size !== 4) return 0;
     return Atomics.load(this.#regs, offset >> 2) >>> 0;
   }
 
@@ -152,14 +169,22 @@ export class MmioTransport {
    * FEATURES_OK (which we refuse, by not keeping the bit, if the driver
    * asked for something we do not offer or left out VERSION_1), the queues
    * one by one (select, size, three ring addresses, ready), and finally
-   * DRIVER_OK, when the device goes live. :*/
+   * DRIVER_OK, when the device goes live.
+   *
+   * The spec lets a driver reach the control registers only with aligned
+   * 32-bit accesses; anything else below the config space is ignored (and
+   * reads as 0), so a byte written to Status or QueueNotify does nothing. :*/
 
   /** A driver write forwarded from the vCPU thread. */
   write(offset: number, size: number, value: number): void {
     const R = MMIO_REG;
     const v = value >>> 0;
     if (offset >= R.CONFIG) {
-      this.#writeConfig(offset - R.CONFIG, size, v);
+      this.#writeConfig(offset - R.CONFIG, size, value);
+      return;
+    }
+    if (offset & 3 || size !== 4) {
+      this.#opts.log(`${this.device.name}: ${size}-byte write at 0x${offset.toString(16)} ignored (32-bit only)`);
       return;
     }
     if (this.#status & VIRTIO_STATUS.NEEDS_RESET && offset !== R.STATUS && offset !== R.INTERRUPT_ACK) return;
@@ -218,6 +243,10 @@ export class MmioTransport {
   }
 
   #setQueueReady(index: number, q: QueueRegs, ready: boolean): void {
+    if (this.#status & VIRTIO_STATUS.DRIVER_OK) {
+      this.#opts.log(`${this.device.name}: QueueReady for queue ${index} after DRIVER_OK ignored`);
+      return;
+    }
     if (!ready) {
       q.ready = false;
       q.vq = undefined;
@@ -241,16 +270,32 @@ export class MmioTransport {
     }
   }
 
+  /*V:250 The status byte only ever gains bits, in the spec's order, until
+   * the driver writes 0. A bit the driver tries to clear stays set (so a
+   * live device cannot be activated a second time behind its own back), and
+   * DEVICE_NEEDS_RESET is ours to set, not the driver's. FEATURES_OK needs
+   * ACKNOWLEDGE and DRIVER and a feature set we accept; DRIVER_OK needs
+   * FEATURES_OK. Once the device has failed, or the driver has said FAILED,
+   * neither is granted again: only a reset brings the device back. A bit we
+   * refuse is simply not kept, and the driver sees that on reading back. :*/
   #writeStatus(v: number): void {
     const S = VIRTIO_STATUS;
     if (v === 0) {
       this.reset();
       return;
     }
-    const rising = v & ~this.#status;
-    let next = v | (this.#status & S.NEEDS_RESET);
-    if (rising & S.FEATURES_OK && !this.#featuresAcceptable()) next &= ~S.FEATURES_OK;
-    if (rising & S.DRIVER_OK && !(next & S.FEATURES_OK)) next &= ~S.DRIVER_OK;
+    const old = this.#status;
+    const rising = v & ~old & ~S.NEEDS_RESET;
+    let next = old | rising;
+    const broken = (next & (S.NEEDS_RESET | S.FAILED)) !== 0;
+    const ready = S.ACKNOWLEDGE | S.DRIVER;
+    if (rising & S.FEATURES_OK && (broken || (next & ready) !== ready || !this.#featuresAcceptable())) {
+      next &= ~S.FEATURES_OK;
+    }
+    if (rising & S.DRIVER_OK && (broken || !(next & S.FEATURES_OK))) next &= ~S.DRIVER_OK;
+    if (v & ~next & 0xff & ~S.NEEDS_RESET) {
+      this.#opts.log(`${this.device.name}: status 0x${v.toString(16)} refused, keeping 0x${next.toString(16)}`);
+    }
     this.#status = next;
     if (rising & S.DRIVER_OK && next & S.DRIVER_OK) this.#activate();
     if (rising & S.FAILED) this.#stopDevice();
@@ -273,15 +318,33 @@ export class MmioTransport {
     const memory = this.#opts.memory;
     const loop = this.#opts.loop;
     const features = this.#driverFeatures;
+    const epoch = this.#epoch;
+    const live = () => epoch === this.#epoch && this.#active;
     return {
       memory,
       loop,
       features,
-      used: (queue) => this.#used(queue),
-      fail: (reason) => this.#fail(reason),
+      used: (queue) => {
+        if (live()) this.#used(queue);
+      },
+      fail: (reason) => {
+        if (live()) this.#fail(reason);
+      },
       configChanged: () => this.configChanged(),
       log: (line) => this.#opts.log(`${this.device.name}: ${line}`),
+      takeQueue: (queue) => (live() ? this.#takeQueue(queue) : undefined),
     };
+  }
+
+  #takeQueue(queue: number): QueueWiring | undefined {
+    const w = this.#opts.wiring;
+    const doorbell = w?.doorbells[queue];
+    if (w === undefined || doorbell === undefined || this.#queues[queue]?.vq === undefined) return undefined;
+    if (!this.#taken.has(queue)) {
+      this.#taken.add(queue);
+      w.watch(queue, false);
+    }
+    return { doorbell, irqfd: w.irqfd, image: this.#opts.image, isrWord: ISR, usedBit: MMIO_INT.VRING };
   }
 
   #activate(): void {
@@ -332,11 +395,14 @@ export class MmioTransport {
   #stopDevice(): void {
     if (!this.#active) return;
     this.#active = false;
+    this.#epoch++;
     try {
       this.device.reset();
     } catch (e) {
       this.#opts.log(`${this.device.name}: reset failed: ${e instanceof Error ? e.message : String(e)}`, true);
     }
+    for (const q of this.#taken) this.#opts.wiring?.watch(q, true);
+    this.#taken.clear();
   }
 
   /** Device reset: the device lets go of every queue before this returns. */
@@ -353,10 +419,11 @@ export class MmioTransport {
     if (this.#status & VIRTIO_STATUS.DRIVER_OK) this.#interrupt(MMIO_INT.CONFIG);
   }
 
-  #writeConfig(at: number, size: number, v: number): void {
+  #writeConfig(at: number, size: number, value: number): void {
     if (at + size > this.device.config.length || this.device.writeConfig === undefined) return;
     const bytes = new Uint8Array(size);
-    for (let i = 0; i < size; i++) bytes[i] = (v >>> (8 * i)) & 0xff;
+    let v = Math.max(0, Math.trunc(value));
+    for (let i = 0; i < size; i++, v = Math.floor(v / 256)) bytes[i] = v % 256;
     this.#guard(() => this.device.writeConfig!(at, bytes));
     this.#publishConfig();
   }

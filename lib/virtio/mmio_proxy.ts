@@ -22,6 +22,7 @@ const OFFSET = 2;
 const SIZE = 3;
 const VALUE = 4;
 const STOP = 5;
+const VALUE_HIGH = 6;
 
 /** Bytes of shared memory one mailbox needs. */
 export const MAILBOX_BYTES = 32;
@@ -60,6 +61,7 @@ export class MailboxClient {
     b[OFFSET] = w.offset;
     b[SIZE] = w.size;
     b[VALUE] = w.value | 0;
+    b[VALUE_HIGH] = Math.floor(w.value / 0x1_0000_0000) | 0;
     Atomics.store(b, STATE, POSTED);
     writeAll(this.#fd, ONE);
     while (Atomics.load(b, STATE) === POSTED && Atomics.load(b, STOP) === 0) {
@@ -88,7 +90,8 @@ export class MailboxServer {
     const b = this.#box;
     if (Atomics.load(b, STATE) !== POSTED) return;
     try {
-      apply({ device: b[DEVICE]!, offset: b[OFFSET]!, size: b[SIZE]!, value: b[VALUE]! >>> 0 });
+      const value = (b[VALUE]! >>> 0) + (b[VALUE_HIGH]! >>> 0) * 0x1_0000_0000;
+      apply({ device: b[DEVICE]!, offset: b[OFFSET]!, size: b[SIZE]!, value });
     } finally {
       Atomics.store(b, STATE, DONE);
       Atomics.notify(b, STATE);

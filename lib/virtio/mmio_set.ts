@@ -91,22 +91,33 @@ export class MmioDevices {
     for (const slot of slots) {
       const irqFd = this.#eventfd();
       vm.irqfd(irqFd, slot.irq);
+      const doorbells = slot.device.queueSizes.map((_, q) => {
+        const fd = this.#eventfd();
+        vm.ioeventfd(slot.base + MMIO_REG.QUEUE_NOTIFY, 4, fd, { datamatch: q });
+        return fd;
+      });
+      const watch = (q: number, on: boolean) => {
+        const fd = doorbells[q];
+        if (fd === undefined) return;
+        if (!on) {
+          loop.remove(fd);
+          return;
+        }
+        loop.add(fd, EPOLL.IN, () => {
+          readAt(fd, bufferAddress(this.#drain), 8);
+          transport.notify(q);
+        });
+      };
       const transport = new MmioTransport(slot.device, {
         memory,
         loop,
         image: slot.image,
         interrupt: () => writeAll(irqFd, ONE),
         log,
+        wiring: { doorbells, irqfd: irqFd, watch },
       });
       this.transports.push(transport);
-      slot.device.queueSizes.forEach((_, q) => {
-        const fd = this.#eventfd();
-        vm.ioeventfd(slot.base + MMIO_REG.QUEUE_NOTIFY, 4, fd, { datamatch: q });
-        loop.add(fd, EPOLL.IN, () => {
-          readAt(fd, bufferAddress(this.#drain), 8);
-          transport.notify(q);
-        });
-      });
+      doorbells.forEach((_, q) => watch(q, true));
     }
   }
 

@@ -2,14 +2,20 @@
  * queue of writable buffers, which we fill from the host kernel's CSPRNG
  * (getrandom) straight into guest memory and hand back. It shows the shape
  * every device loop takes: pop a chain, do the work, push it used, and
- * interrupt once for the whole batch. :*/
+ * interrupt once for the whole batch.
+ *
+ * Only the chain's writable buffers count, filled in order up to
+ * RNG_MAX_PER_REQUEST bytes; readable ones (the spec has the driver post
+ * none) are neither read nor written. The used length is what we filled,
+ * which is a prefix of the writable buffers: getrandom may return fewer
+ * bytes than asked for a large buffer, so each is filled in a loop. :*/
 
 import { getrandomAt } from "../sys/calls.ts";
 import type { Virtqueue } from "./queue.ts";
 import { VIRTIO_ID, type VirtioContext, type VirtioDevice } from "./device.ts";
 
 /** The most bytes we hand out per request (Linux asks for at most a page or so). */
-const MAX_PER_REQUEST = 64 * 1024;
+export const RNG_MAX_PER_REQUEST = 64 * 1024;
 
 /** virtio-rng backed by getrandom(2). */
 export class RngDevice implements VirtioDevice {
@@ -42,9 +48,15 @@ export class RngDevice implements VirtioDevice {
     for (let chain = q.pop(); chain !== undefined; chain = q.pop()) {
       let written = 0;
       for (const seg of chain.writable) {
-        const len = Math.min(seg.len, MAX_PER_REQUEST - written);
+        const len = Math.min(seg.len, RNG_MAX_PER_REQUEST - written);
         if (len <= 0) break;
-        written += getrandomAt(ctx.memory.hostAddr(seg.addr, len, "rng buffer"), len);
+        const host = ctx.memory.hostAddr(seg.addr, len, "rng buffer");
+        for (let got = 0; got < len;) {
+          const n = getrandomAt(host + BigInt(got), len - got);
+          if (n <= 0) throw new Error(`getrandom returned ${n}`);
+          got += n;
+        }
+        written += len;
       }
       q.pushUsed(chain.head, written);
       done++;

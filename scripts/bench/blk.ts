@@ -68,10 +68,10 @@ async function profileRequests(ctx: BenchContext, disk: string): Promise<string 
   if (per === undefined) return undefined;
   return `Profile of 64 KiB sequential reads at QD 1 (perf record, cpu-clock, CPU µs per request by thread, ` +
     `a one-request run subtracted): ${per.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")}. Deno names its ` +
-    `Workers in the order they start: the disk's I/O threads first, the vCPU last; the vCPU is the busiest, ` +
-    `spinning on the used ring for the whole run. The others are the main thread (its epoll loop ` +
-    `and the device model), Deno's tokio runtime threads (the main loop's nonblocking epoll_wait runs there) ` +
-    `and the I/O threads.`;
+    `Workers in the order they start: the disk's queue thread first, the vCPU last; the vCPU spins on the ` +
+    `used ring for the whole run. The queue thread serves the request queue with no help from the main ` +
+    `thread: it pops, checks, does the preadv itself, returns the chain, and watches the ring for a few tens ` +
+    `of µs before it sleeps; "deno" (the main thread) and tokio-runtime-w hardly appear any more.`;
 }
 
 /** The virtio-blk benchmark. */
@@ -166,14 +166,17 @@ export const blkBenchmark: Benchmark = {
       const perReq = lat?.lguest ? 4 / 1024 / lat.lguest * 1e6 : null;
       analysis.push(
         `Gap at 64 KiB: each request costs lguest about ${fmt(perReq)} µs at QD 1 (4 KiB random reads), ` +
-          `against a few µs for preadv on the host: the request's round trip is the doorbell (an MMIO write ` +
-          `that traps into the host kernel, which signals the ioeventfd), the ` +
-          `main thread's epoll loop, a hand-off to an I/O thread and back, and the used-ring update. At 64 KiB ` +
-          `the copy is small next to that, so throughput follows the round trip. lguest opens the file without ` +
-          `O_DIRECT, so its figures compare with the page-cache host limit. Queue depth 32 hides part of ` +
-          `that latency but not all of it. What would close the gap: completing requests on the I/O thread ` +
-          `without a trip through the main loop, and taking every request the ring holds per wake-up, so that ` +
-          `a deep queue costs one round trip per batch rather than one per request.`,
+          `against a few µs for preadv on the host. The main thread is out of the data path: the disk's queue ` +
+          `thread waits on the doorbell itself, does the I/O, returns the chain and writes the irqfd; and while ` +
+          `it watches the ring after an answer, the doorbell is off, so a driver that posts its next request ` +
+          `at once costs no exit (an exit from guest ring 3 costs tens of µs on PVM). What is left at QD 1 is ` +
+          `one thread doing, per request, the checks in JavaScript, a preadv/pwritev through Deno FFI and the ` +
+          `page-cache copy into guest memory (perf puts most of its time in that copy, slower than the peer's ` +
+          `copy into its own buffer), and the wait for the guest's next request; the vCPU keeps the other of ` +
+          `the two cores busy. Queue depth 32 runs the same way, one request after another on that thread: ` +
+          `extra I/O threads (ioThreads) measured slower here, since they only wait for the same core, while ` +
+          `the host peer's 32 threads share both cores. lguest opens the file without O_DIRECT, so its ` +
+          `figures compare with the page-cache host limit.`,
       );
     }
     return { id: this.id, title: this.title, status: "measured", figures, analysis };

@@ -11,7 +11,10 @@
  * bytes around the planted headers. The well-formed start is what lets many
  * chains get as far as the disk before something is wrong with them. Either
  * way no exception other than a VirtqueueError may escape, the device must
- * settle, and the judge must agree with everything it did. :*/
+ * settle, and the judge must agree with everything it did. Each case is
+ * posted in full before the device (on its own thread) is activated, so it
+ * sees the finished rings, as the probe does. The read-write disk does its
+ * I/O on the queue's thread, the read-only one through I/O threads. :*/
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
@@ -35,7 +38,7 @@ function modelDisk(b: BlkBench): ModelDisk {
 
 /** One run: lay out a queue, let `setup` post, probe, run the device, judge. Returns exact comparisons. */
 async function runCase(b: BlkBench, opts: Partial<TestDriverOptions>, setup: (d: TestDriver) => void): Promise<number> {
-  const d = b.activate({ base: RING, dataBase: ZONE, dataSize: RAM - ZONE, ...opts });
+  const d = b.prepare({ base: RING, dataBase: ZONE, dataSize: RAM - ZONE, ...opts });
   setup(d);
   const p = probe(b.mem, d.queue("probe"));
   const disk = modelDisk(b);
@@ -43,7 +46,7 @@ async function runCase(b: BlkBench, opts: Partial<TestDriverOptions>, setup: (d:
   const memBefore = b.mem.bytes.slice();
   const fileBefore = b.file();
   const failed = b.failures.length;
-  b.notify();
+  b.start();
   await b.settle();
   const used = Number(d.layout.used);
   return judge(b.mem, p, outcomes, {
@@ -58,7 +61,7 @@ async function runCase(b: BlkBench, opts: Partial<TestDriverOptions>, setup: (d:
 
 async function withBenches(body: (rw: BlkBench, ro: BlkBench) => Promise<void>): Promise<void> {
   const rw = BlkBench.create({ diskBytes: SECTORS * 512, ramBytes: RAM });
-  const ro = BlkBench.create({ diskBytes: SECTORS * 512, ramBytes: RAM, readOnly: true });
+  const ro = BlkBench.create({ diskBytes: SECTORS * 512, ramBytes: RAM, readOnly: true, ioThreads: 2 });
   try {
     await body(rw, ro);
   } finally {

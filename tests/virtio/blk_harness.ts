@@ -1,14 +1,20 @@
 /*T:500 A bench for the block device without KVM: real guest memory, a real
- * disk file in a temporary directory, the device's real I/O threads and a
- * real EventLoop for their completions, and TestDriver playing the guest's
- * driver. The only stand-in is the transport: a small VirtioContext that
- * does what MmioTransport does when a device calls it (fail resets the
- * device; used counts interrupts) and records it for the test to check. :*/
+ * disk file in a temporary directory, the device's real queue thread and
+ * I/O threads, a real EventLoop, and TestDriver playing the guest's driver.
+ * The only stand-in is the transport: a small VirtioContext that does what
+ * MmioTransport does when a device calls it (fail resets the device) and
+ * records it for the test to check. Like MmioTransport it hands the queue
+ * over (takeQueue): a real doorbell eventfd, a real eventfd in place of the
+ * irqfd, whose signals are counted as interrupts, and a register image whose
+ * interrupt status bit must be set before each one. With `wired: false` it
+ * hands nothing over, and the device's own eventfds and ctx.used stand in. :*/
 
 import { GuestMemory } from "../../lib/memory.ts";
+import { bufferAddress, close, eventfd, POLL, pollOne, readAt } from "../../lib/sys/calls.ts";
+import { EPOLL } from "../../lib/sys/epoll.ts";
+import { MMIO_INT, MMIO_REG, MMIO_WINDOW } from "../../lib/virtio/mmio_regs.ts";
 import { EventLoop } from "../../lib/eventloop.ts";
 import { BlockDevice, type BlockOptions } from "../../lib/virtio/blk.ts";
-import { VirtqueueError } from "../../lib/virtio/queue.ts";
 import type { VirtioContext } from "../../lib/virtio/device.ts";
 import { TestDriver, type TestDriverOptions } from "./driver.ts";
 
@@ -23,6 +29,8 @@ export interface BlkBenchOptions extends BlockOptions {
   diskBytes?: number;
   /** Guest RAM (default 1 MiB). */
   ramBytes?: number;
+  /** Hand the device a doorbell and an irqfd through takeQueue (default true). */
+  wired?: boolean;
 }
 
 /** The request header bytes: type, reserved, sector. */
@@ -59,15 +67,29 @@ export class BlkBench {
   readonly failures: string[] = [];
   /** Lines passed to ctx.log. */
   readonly logs: string[] = [];
-  /** Calls to ctx.used (one per batch the device answered). */
+  /** Interrupts raised (irqfd signals, or calls to ctx.used when not wired). */
   usedCalls = 0;
+  /** Interrupts raised without the used-buffer bit set in the interrupt status word. */
+  isrMissing = 0;
   /** The driver of the current activation. */
   driver: TestDriver | undefined;
   readonly #running: Promise<void>;
   readonly #dir: string;
-  #wake: (() => void) | undefined;
+  readonly #wired: boolean;
+  readonly #doorbell: number;
+  readonly #irqfd: number;
+  readonly #image = new SharedArrayBuffer(MMIO_WINDOW);
+  readonly #isr = new Int32Array(this.#image, MMIO_REG.INTERRUPT_STATUS, 1);
+  readonly #drain = new BigUint64Array(1);
 
-  private constructor(dir: string, path: string, initial: Uint8Array, dev: BlockDevice, ramBytes: number) {
+  private constructor(
+    dir: string,
+    path: string,
+    initial: Uint8Array,
+    dev: BlockDevice,
+    ramBytes: number,
+    wired: boolean,
+  ) {
     this.#dir = dir;
     this.path = path;
     this.initial = initial;
@@ -75,6 +97,14 @@ export class BlkBench {
     this.mem = GuestMemory.create(ramBytes);
     this.loop = new EventLoop();
     this.#running = this.loop.run();
+    this.#wired = wired;
+    this.#doorbell = eventfd();
+    this.#irqfd = eventfd();
+    this.loop.add(this.#irqfd, EPOLL.IN, () => {
+      readAt(this.#irqfd, bufferAddress(this.#drain), 8);
+      if ((Atomics.and(this.#isr, 0, ~MMIO_INT.VRING) & MMIO_INT.VRING) === 0) this.isrMissing++;
+      this.usedCalls++;
+    });
   }
 
   /**
@@ -88,26 +118,35 @@ export class BlkBench {
     for (let i = 0; i < initial.length; i++) initial[i] = diskPattern(i);
     Deno.writeFileSync(path, initial);
     const dev = BlockDevice.open(path, options);
-    return new BlkBench(dir, path, initial, dev, options.ramBytes ?? 1024 * 1024);
+    return new BlkBench(dir, path, initial, dev, options.ramBytes ?? 1024 * 1024, options.wired ?? true);
   }
 
   /** The transport's side of the device, as MmioTransport would give it. */
   context(): VirtioContext {
-    return {
+    const ctx: VirtioContext = {
       memory: this.mem,
       loop: this.loop,
       features: 0n,
       used: () => {
         this.usedCalls++;
-        this.#wake?.();
       },
       fail: (reason) => {
         this.failures.push(reason);
         this.dev.reset();
-        this.#wake?.();
       },
       configChanged: () => {},
       log: (line) => this.logs.push(line),
+    };
+    if (!this.#wired) return ctx;
+    return {
+      ...ctx,
+      takeQueue: () => ({
+        doorbell: this.#doorbell,
+        irqfd: this.#irqfd,
+        image: this.#image,
+        isrWord: MMIO_REG.INTERRUPT_STATUS / 4,
+        usedBit: MMIO_INT.VRING,
+      }),
     };
   }
 
@@ -116,37 +155,45 @@ export class BlkBench {
    * @param options TestDriver placement and size (default: base 0x1000, 64 entries)
    */
   activate(options: Partial<TestDriverOptions> = {}): TestDriver {
-    this.dev.reset();
-    const d = new TestDriver(this.mem, { base: 0x1000, size: 64, ...options });
-    this.driver = d;
-    this.dev.activate(this.context(), [d.queue("virtio-blk queue 0")]);
+    const d = this.prepare(options);
+    this.start();
     return d;
   }
 
-  /** Rings the doorbell; a queue rule broken fails the device, as the transport's guard does. */
-  notify(): void {
-    try {
-      this.dev.notify(0);
-    } catch (e) {
-      if (!(e instanceof VirtqueueError)) throw e;
-      this.failures.push(e.message);
-      this.dev.reset();
-    }
+  /**
+   * Resets the device and lays out a fresh queue without activating it, so that a test can post a whole
+   * batch before the device (on its own thread) can see any of it; then {@link start}.
+   */
+  prepare(options: Partial<TestDriverOptions> = {}): TestDriver {
+    this.dev.reset();
+    const d = new TestDriver(this.mem, { base: 0x1000, size: 64, ...options });
+    this.driver = d;
+    return d;
   }
 
-  /** Waits until the device has nothing in flight (a hang fails the test after 20 s). */
+  /** Activates the device on the prepared queue; it serves what is already posted. */
+  start(): void {
+    this.dev.activate(this.context(), [this.driver!.queue("virtio-blk queue 0")]);
+  }
+
+  /** Rings the doorbell. */
+  notify(): void {
+    this.dev.notify(0);
+  }
+
+  /**
+   * Waits until the device has answered everything it was notified of (or failed) and every report and
+   * interrupt has reached this thread (a hang fails the test after 20 s).
+   */
   async settle(): Promise<void> {
     const deadline = Date.now() + 20_000;
-    while (this.dev.inFlight > 0) {
-      if (Date.now() > deadline) throw new Error(`device still has ${this.dev.inFlight} requests in flight`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 1000);
-        this.#wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#wake = undefined;
+    while (this.dev.busy) {
+      if (Date.now() > deadline) throw new Error(`device still busy: ${this.dev.inFlight} requests in flight`);
+      await new Promise<void>((resolve) => setTimeout(resolve, 1));
+    }
+    while (pollOne(this.#irqfd, POLL.IN, 0) !== 0) {
+      if (Date.now() > deadline) throw new Error("the interrupt eventfd was never read");
+      await new Promise<void>((resolve) => setTimeout(resolve, 1));
     }
   }
 
@@ -158,10 +205,77 @@ export class BlkBench {
   /** Closes the device, stops the loop, frees the memory and removes the file. */
   async close(): Promise<void> {
     this.dev.close();
+    this.loop.remove(this.#irqfd);
+    close(this.#irqfd);
+    close(this.#doorbell);
     this.loop.stop();
     await this.#running;
     this.loop.close();
     this.mem.close();
     Deno.removeSync(this.#dir, { recursive: true });
   }
+}
+
+/** How {@link post} lays out a request. */
+export interface Post {
+  /** Data after the header (a write's payload). */
+  out?: Uint8Array;
+  /** Writable data bytes before the status byte (a read's buffer). */
+  inLen?: number;
+  /** Size of the last writable buffer (default 1: just the status). */
+  statusLen?: number;
+  /** Cut the header and the data into this many buffers each. */
+  pieces?: number;
+  /** Use an indirect table. */
+  indirect?: boolean;
+}
+
+/** Posts a request: header and `out` readable, then `inLen` writable bytes and the status byte. */
+export function post(d: TestDriver, h: Uint8Array, p: Post = {}): number {
+  const pieces = p.pieces ?? 1;
+  const readable = [...cut(h, pieces), ...cut(p.out ?? new Uint8Array(0), pieces)];
+  const inLen = p.inLen ?? 0;
+  const writable = inLen > 0 ? cut(new Uint8Array(inLen), pieces).map((b) => b.length) : [];
+  if ((p.statusLen ?? 1) > 0) writable.push(p.statusLen ?? 1);
+  return d.add(readable, writable, { indirect: p.indirect ?? false });
+}
+
+/** The status byte the device wrote for `head`. */
+export function status(b: BlkBench, head: number): number {
+  const w = b.driver!.posted(head)!.writable;
+  const last = w[w.length - 1]!;
+  return b.mem.readU8(last.addr + last.len - 1);
+}
+
+/** The read data of `head`: its writable bytes less the status byte. */
+export function readData(b: BlkBench, head: number): Uint8Array {
+  const chain = b.driver!.posted(head)!;
+  const out = new Uint8Array(chain.writable.reduce((n, s) => n + s.len, 0) - 1);
+  let at = 0;
+  for (const s of chain.writable) {
+    const n = Math.min(s.len, out.length - at);
+    if (n > 0) out.set(b.mem.slice(s.addr, n), at);
+    at += n;
+  }
+  return out;
+}
+
+/** Runs `body` on a fresh bench, closing it afterwards. */
+export async function bench(
+  body: (b: BlkBench) => Promise<void>,
+  options: Parameters<typeof BlkBench.create>[0] = {},
+): Promise<void> {
+  const b = BlkBench.create(options);
+  try {
+    await body(b);
+  } finally {
+    await b.close();
+  }
+}
+
+/** Deterministic test data. */
+export function pattern(len: number, seed: number): Uint8Array {
+  const out = new Uint8Array(len);
+  for (let i = 0; i < len; i++) out[i] = (i * 11 + seed * 37 + 1) & 0xff;
+  return out;
 }

@@ -2,78 +2,21 @@
  * driver in its configuration, what each request type does to the file and
  * to guest memory, every rule that answers IOERR or UNSUPP, the one rule
  * that fails the device, several requests in flight at once, and a reset
- * that really stops: nothing of the old requests reaches the new ring. :*/
+ * that really stops: nothing of the old requests reaches the new ring. The
+ * device serves its queue on its own thread, so a test that wants a whole
+ * batch seen at once posts it before activating the device (prepare, then
+ * start), and every check of the outcome waits for the device to settle. :*/
 
 import assert from "node:assert/strict";
 import { BlockDevice } from "../../lib/virtio/blk.ts";
 import { VIRTIO_ID } from "../../lib/virtio/device.ts";
 import { ID_BYTES, VIRTIO_BLK_F, VIRTIO_BLK_S, VIRTIO_BLK_T } from "../../lib/virtio/blk_request.ts";
 import { fnv1a } from "../helpers/launcher.ts";
-import { BlkBench, cut, diskPattern, header } from "./blk_harness.ts";
-import type { TestDriver } from "./driver.ts";
+import { bench, diskPattern, header, pattern, post, readData, status } from "./blk_harness.ts";
 
 const T = VIRTIO_BLK_T;
 const S = VIRTIO_BLK_S;
 const MiB = 1024 * 1024;
-
-interface Post {
-  /** Data after the header (a write's payload). */
-  out?: Uint8Array;
-  /** Writable data bytes before the status byte (a read's buffer). */
-  inLen?: number;
-  /** Size of the last writable buffer (default 1: just the status). */
-  statusLen?: number;
-  /** Cut the header and the data into this many buffers each. */
-  pieces?: number;
-  /** Use an indirect table. */
-  indirect?: boolean;
-}
-
-function post(d: TestDriver, h: Uint8Array, p: Post = {}): number {
-  const pieces = p.pieces ?? 1;
-  const readable = [...cut(h, pieces), ...cut(p.out ?? new Uint8Array(0), pieces)];
-  const inLen = p.inLen ?? 0;
-  const writable = inLen > 0 ? cut(new Uint8Array(inLen), pieces).map((b) => b.length) : [];
-  if ((p.statusLen ?? 1) > 0) writable.push(p.statusLen ?? 1);
-  return d.add(readable, writable, { indirect: p.indirect ?? false });
-}
-
-function status(b: BlkBench, head: number): number {
-  const w = b.driver!.posted(head)!.writable;
-  const last = w[w.length - 1]!;
-  return b.mem.readU8(last.addr + last.len - 1);
-}
-
-/** The read data of `head`: its writable bytes less the status byte. */
-function readData(b: BlkBench, head: number): Uint8Array {
-  const chain = b.driver!.posted(head)!;
-  const out = new Uint8Array(chain.writable.reduce((n, s) => n + s.len, 0) - 1);
-  let at = 0;
-  for (const s of chain.writable) {
-    const n = Math.min(s.len, out.length - at);
-    if (n > 0) out.set(b.mem.slice(s.addr, n), at);
-    at += n;
-  }
-  return out;
-}
-
-async function bench(
-  body: (b: BlkBench) => Promise<void>,
-  options: Parameters<typeof BlkBench.create>[0] = {},
-): Promise<void> {
-  const b = BlkBench.create(options);
-  try {
-    await body(b);
-  } finally {
-    await b.close();
-  }
-}
-
-function pattern(len: number, seed: number): Uint8Array {
-  const out = new Uint8Array(len);
-  for (let i = 0; i < len; i++) out[i] = (i * 11 + seed * 37 + 1) & 0xff;
-  return out;
-}
 
 Deno.test("blk: configuration space and features", async () => {
   await bench(async (b) => {
@@ -238,7 +181,7 @@ Deno.test("blk: a read-only disk answers writes with IOERR and leaves the file a
 
 Deno.test("blk: out-of-range, misaligned, malformed and unknown requests are refused, the file untouched", async () => {
   await bench(async (b) => {
-    const d = b.activate();
+    const d = b.prepare();
     const cases: Array<[number, number, string]> = [
       [post(d, header(T.IN, 64), { inLen: 512 }), S.IOERR, "blk-range"],
       [post(d, header(T.IN, 63), { inLen: 1024 }), S.IOERR, "blk-range"],
@@ -252,7 +195,7 @@ Deno.test("blk: out-of-range, misaligned, malformed and unknown requests are ref
       [post(d, header(11, 0), { out: pattern(512, 1) }), S.UNSUPP, "blk-type"],
       [post(d, header(0xdead, 0)), S.UNSUPP, "blk-type"],
     ];
-    b.notify();
+    b.start();
     await b.settle();
     const used = d.used();
     assert.equal(used.length, cases.length);
@@ -261,6 +204,7 @@ Deno.test("blk: out-of-range, misaligned, malformed and unknown requests are ref
       assert.ok(b.logs.some((l) => l.includes(`request ${head}:`) && l.endsWith(`[${rule}]`)), rule);
     }
     assert.equal(b.usedCalls, 1, "one interrupt for the whole batch");
+    assert.equal(b.isrMissing, 0, "the used-buffer bit was set in InterruptStatus before the interrupt");
     assert.deepEqual(b.file(), b.initial);
     assert.deepEqual(b.failures, []);
   });
@@ -284,6 +228,7 @@ Deno.test("blk: a chain without a status byte fails the device naming the rule",
     const d = b.activate();
     post(d, header(T.IN, 0), { statusLen: 0 });
     b.notify();
+    await b.settle();
     assert.equal(b.failures.length, 1);
     assert.match(b.failures[0]!, /^virtio-blk queue 0: request \d+ has no device-writable byte .*\[blk-no-status\]$/);
     assert.deepEqual(d.used(), []);
@@ -336,7 +281,7 @@ Deno.test("blk: a read the file can no longer satisfy (truncated under us) is an
 
 Deno.test("blk: many requests are in flight at once, more than the slots, all answered correctly", async () => {
   await bench(async (b) => {
-    const d = b.activate({ size: 256 });
+    const d = b.prepare({ size: 256 });
     const writes = new Map<number, number>();
     const reads = new Map<number, number>();
     for (let k = 0; k < 100; k++) {
@@ -344,9 +289,9 @@ Deno.test("blk: many requests are in flight at once, more than the slots, all an
         writes.set(post(d, header(T.OUT, k / 2), { out: pattern(512, k), indirect: true }), k);
       } else reads.set(post(d, header(T.IN, 50 + (k % 14)), { inLen: 512, indirect: true }), k);
     }
-    b.notify();
-    assert.equal(b.dev.inFlight, 64, "every slot is busy before any completion is collected");
+    b.start();
     await b.settle();
+    assert.equal(b.dev.peakInFlight, 64, "every slot was busy before any completion was collected");
     const used = d.used();
     assert.equal(used.length, 100);
     assert.equal(new Set(used.map((u) => u.id)).size, 100);
@@ -361,18 +306,20 @@ Deno.test("blk: many requests are in flight at once, more than the slots, all an
       const sector = k / 2;
       assert.deepEqual(file.subarray(sector * 512, sector * 512 + 512), pattern(512, k));
     }
-  });
+  }, { ioThreads: 2 });
 });
 
 Deno.test("blk: reset stops the device: no used entry or write of an old request lands after it", async () => {
   await bench(async (b) => {
-    const d = b.activate({ size: 256, dataSize: 70 * MiB });
+    const d = b.prepare({ size: 256, dataSize: 70 * MiB });
     const data = new Uint8Array(MiB);
     for (let k = 0; k < 64; k++) post(d, header(T.OUT, (k % 8) * 2048), { out: data.fill(k + 1), indirect: true });
-    b.notify();
-    assert.ok(b.dev.inFlight > 1);
-    const oldUsed = d.usedIdx();
+    b.start();
+    const deadline = Date.now() + 20_000;
+    while (b.dev.inFlight <= 1 && Date.now() < deadline) { /* the queue thread is handing out the batch */ }
+    assert.ok(b.dev.inFlight > 1, "several writes in flight when the reset comes");
     b.dev.reset();
+    const oldUsed = d.usedIdx();
     assert.equal(b.dev.inFlight, 0, "reset returns with nothing in flight");
     const fileAtReset = b.file();
     const d2 = b.activate({ base: 76 * MiB, size: 16 });
@@ -387,12 +334,13 @@ Deno.test("blk: reset stops the device: no used entry or write of an old request
     assert.deepEqual(b.file(), fileAtReset, "no old write reached the file after reset returned");
     assert.equal(b.dev.inFlight, 0);
     assert.deepEqual(b.failures, []);
-  }, { diskBytes: 8 * MiB, ramBytes: 80 * MiB });
+  }, { diskBytes: 8 * MiB, ramBytes: 80 * MiB, ioThreads: 2 });
 });
 
 Deno.test("blk: with EVENT_IDX the device asks to be notified once it has drained the queue", async () => {
   await bench(async (b) => {
     const d = b.activate({ eventIdx: true, startIndex: 0xfffe });
+    await b.settle();
     post(d, header(T.IN, 0), { inLen: 512 });
     assert.ok(d.needsNotify());
     b.notify();
