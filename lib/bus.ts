@@ -30,6 +30,7 @@ export interface BusRange {
 /** An address-range map that refuses overlaps. */
 export class Bus {
   readonly #ranges: BusRange[] = [];
+  #last: BusRange | undefined;
 
   /** @param name "pio" or "mmio", for messages */
   constructor(readonly name: string) {}
@@ -50,10 +51,12 @@ export class Bus {
     this.#ranges.sort((a, b) => a.base - b.base);
   }
 
-  /** The range containing `addr`, if any. */
+  /** The range containing `addr`, if any. The last hit is tried first: a guest tends to talk to one device at a time. */
   find(addr: number): BusRange | undefined {
+    const last = this.#last;
+    if (last !== undefined && addr >= last.base && addr < last.base + last.length) return last;
     for (const r of this.#ranges) {
-      if (addr >= r.base && addr < r.base + r.length) return r;
+      if (addr >= r.base && addr < r.base + r.length) return (this.#last = r);
     }
     return undefined;
   }
