@@ -5,7 +5,9 @@
  * entry and see our command line. The C exit peer must boot the same guest
  * and report a BENCH-PIO line; the guest's ring-3 disk loop must finish its
  * writes (and they must reach the file), and its network loop must get all
- * its frames taken through a tap in a namespace of its own. The pure pieces (medians, paired ratios,
+ * its frames taken through a tap in a namespace of its own; with the
+ * offloads, its 64 KiB TCP segments must reach the host stack whole, and
+ * net_host's must reach the guest whole, spread over merged buffers. The pure pieces (medians, paired ratios,
  * smaps parsing, the Markdown table) are checked on fixed inputs. No test
  * here asserts a timing. :*/
 
@@ -18,6 +20,7 @@ import { median, pairedRatio } from "../scripts/bench/stats.ts";
 import { parseSmaps, splitRss } from "../scripts/bench/memory.ts";
 import { cyclesPerExit } from "../scripts/bench/exit.ts";
 import { buildPeer, which } from "../scripts/bench/tools.ts";
+import { runWithMarker } from "../scripts/bench/run.ts";
 import { renderMarkdown, type Results } from "../scripts/bench/report_md.ts";
 import { renderSvg } from "../scripts/bench/report_svg.ts";
 import { figure } from "../scripts/bench/stats.ts";
@@ -176,6 +179,42 @@ Deno.test({
       const stdout = new TextDecoder().decode(run.stdout);
       assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
       assert.match(stdout, /^BENCH-NET: tx 100 200 \d+$/m, "the device took all 100 frames off the ring");
+    } finally {
+      await ip("netns", "del", ns);
+    }
+  },
+});
+
+Deno.test({
+  name: "bench: the guest's 64 KiB TSO loops move whole segments both ways through a tap in a netns",
+  ignore: !HAVE_KVM || Deno.uid() !== 0,
+  async fn() {
+    const ns = `lgbtso-${Deno.pid}`;
+    const ip = (...args: string[]) => new Deno.Command("ip", { args, stdout: "null", stderr: "piped" }).output();
+    const netHost = await buildPeer(ROOT, "net_host");
+    const guest = await buildTestGuest();
+    assert.ok((await ip("netns", "add", ns)).success);
+    try {
+      await ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1");
+      const run = async (dir: number, host: string[]) => {
+        let hostOut = "";
+        const cmd = ["ip", "netns", "exec", ns, Deno.execPath(), "run", "-A", `${ROOT}cli.ts`, "--tunnet=10.98.0.1"]
+          .concat(["128", guest, "bench.net=20", "bench.net.tso=1", `bench.net.dir=${dir}`]);
+        const out = await runWithMarker(cmd, "BENCH-NET-READY", async () => {
+          const r = await new Deno.Command("ip", { args: ["netns", "exec", ns, netHost, ...host], stdout: "piped" })
+            .output();
+          hostOut = new TextDecoder().decode(r.stdout);
+        }, { timeoutMs: 120_000 });
+        return { out, hostOut };
+      };
+      const tx = await run(0, ["tso-sink", "tap0", "20"]);
+      assert.match(tx.out, /^BENCH-NET: tx 20 65214 \d+$/m, "the device took all 20 segments off the ring");
+      const sink = /^BENCH-NET-HOST: sink (\d+) (\d+) \d+$/m.exec(tx.hostOut);
+      assert.ok(sink && Number(sink[1]) >= 1, `the host stack took segments in: ${tx.hostOut}`);
+      assert.equal(Number(sink[2]), Number(sink[1]) * 65214, "each one whole, as one 64 KiB frame");
+      const rx = await run(1, ["tso-inject", "tap0", "20"]);
+      const got = /^BENCH-NET: rx (\d+) 65214 \d+$/m.exec(rx.out);
+      assert.ok(got && Number(got[1]) >= 1, `the guest received whole 64 KiB segments: ${rx.out}`);
     } finally {
       await ip("netns", "del", ns);
     }
