@@ -225,6 +225,16 @@ function layOut(t: Template, table: RawDesc[], at: number, headers: Array<[numbe
   return descs.length;
 }
 
+/* The model pops every chain before the device runs, so a descriptor table
+ * must not sit where a read may write: an indirect descriptor that points
+ * into the data zone is pointed at one of TABLES instead (tables of random
+ * descriptors), keeping its length and flags. */
+function outOfZone(desc: RawDesc, i: number): RawDesc {
+  if (!(desc.flags & VRING_DESC_F_INDIRECT)) return desc;
+  const a = BigInt(desc.addr);
+  return a >= BigInt(ZONE) && a < BigInt(RAM) ? { ...desc, addr: TABLES[i % 2]! } : desc;
+}
+
 function plant(b: BlkBench, d: TestDriver, h: Hostile): void {
   const ring = h.wild.slice();
   const tables = [h.tables[0].slice(), h.tables[1].slice()];
@@ -257,9 +267,9 @@ function plant(b: BlkBench, d: TestDriver, h: Hostile): void {
     zone[i] = x & 0xff;
   }
   for (const [addr, bytes] of headers) b.mem.write(addr, bytes);
-  ring.forEach((desc, i) => d.writeDesc(i, desc));
-  d.writeTable(TABLES[0]!, tables[0]!);
-  d.writeTable(TABLES[1]!, tables[1]!);
+  ring.forEach((desc, i) => d.writeDesc(i, outOfZone(desc, i)));
+  d.writeTable(TABLES[0]!, tables[0]!.map(outOfZone));
+  d.writeTable(TABLES[1]!, tables[1]!.map(outOfZone));
   heads.push(...h.extraHeads);
   heads.forEach((head, k) => d.setAvailRing(d.availIdx + k, head));
   d.setAvailIdx(d.availIdx + (h.count === -1 ? heads.length : h.count));
