@@ -27,7 +27,7 @@ import { type Chain, Virtqueue } from "./queue.ts";
 import { chainIoVecs, writeChain } from "./chain.ts";
 import { BlockIo, IO_OP } from "./blk_io.ts";
 import { type DiskShape, parseRequest, VIRTIO_BLK_S } from "./blk_request.ts";
-import { flush, transfer } from "./blk_transfer.ts";
+import { flush, pointerTo, transfer } from "./blk_transfer.ts";
 import { QCTL, type QueueCommand, type QueueInit, type QueueReport, type QueueSession } from "./blk_protocol.ts";
 
 /** What a request must do when its I/O is done. */
@@ -40,7 +40,6 @@ interface Pending {
   written: number;
   /** The used length on failure (a failed read wrote no known prefix of its buffers). */
   failWritten: number;
-  what: string;
   op: number;
   offset: number;
 }
@@ -59,13 +58,16 @@ class QueueServer {
   readonly #io: BlockIo | undefined;
   readonly #iov: IoVecs;
   readonly #held: IoVecs;
-  readonly #heldAddress: bigint;
+  readonly #iovPtr: Deno.PointerObject;
+  readonly #heldPtr: Deno.PointerObject;
   readonly #pending: Array<Pending | undefined>;
   readonly #pfd = new Int32Array(6);
   readonly #scratch = new BigUint64Array(1);
   readonly #one = new BigUint64Array([1n]);
   #session = 0;
   #heldReq: Pending | undefined;
+  /** Requests answered in the current pass. */
+  #answered = 0;
 
   constructor(init: QueueInit) {
     this.#init = init;
@@ -73,7 +75,8 @@ class QueueServer {
     this.#shape = { sectors: init.sectors, readOnly: init.readOnly, segMax: init.segMax };
     this.#iov = new IoVecs(init.segMax);
     this.#held = new IoVecs(init.segMax);
-    this.#heldAddress = Deno.UnsafePointer.value(Deno.UnsafePointer.of(this.#held.raw));
+    this.#iovPtr = pointerTo(this.#iov.raw);
+    this.#heldPtr = pointerTo(this.#held.raw);
     this.#pending = new Array(init.slots);
     this.#io = init.threads > 0
       ? new BlockIo(init.fd, { slots: init.slots, maxIovecs: init.segMax, threads: init.threads, name: init.name })
@@ -120,8 +123,9 @@ class QueueServer {
     this.#drain(s.doorbell);
     for (;;) {
       if (Atomics.load(ctl, QCTL.REQ) !== s.session) return;
-      let answered = this.#collect(mem, q);
-      const stalled = this.#pump(mem, q, s.session, (n) => answered += n);
+      this.#answered = this.#collect(mem, q);
+      const stalled = this.#pump(mem, q, s.session);
+      const answered = this.#answered;
       if (answered > 0 && q.needsInterrupt()) {
         if (isr !== undefined && s.isr !== undefined) Atomics.or(isr, s.isr.word, s.isr.bit);
         libc.write(s.irqfd, onePtr, 8n);
@@ -184,7 +188,7 @@ class QueueServer {
  * will wake us to go on. The caller then turns the doorbell back on and
  * looks at the ring once more before it sleeps, since the driver may have
  * added a chain just before it could see the doorbell was on. :*/
-  #pump(mem: GuestMemory, q: Virtqueue, session: number, answered: (n: number) => void): boolean {
+  #pump(mem: GuestMemory, q: Virtqueue, session: number): boolean {
     const io = this.#io;
     let stalled = false;
     for (;;) {
@@ -195,15 +199,15 @@ class QueueServer {
       }
       const chain = q.pop();
       if (chain === undefined) break;
-      answered(this.#start(mem, q, chain));
+      this.#answered += this.#start(mem, q, chain);
     }
     const peak = io?.inFlight ?? 0;
     if (peak > Atomics.load(this.#ctl, QCTL.PEAK)) Atomics.store(this.#ctl, QCTL.PEAK, peak);
     const held = this.#heldReq;
     if (held !== undefined) {
       this.#heldReq = undefined;
-      this.#finish(mem, q, held, this.#run(held, this.#held, this.#heldAddress));
-      answered(1);
+      this.#finish(mem, q, held, this.#run(held, this.#held, this.#heldPtr));
+      this.#answered++;
     }
     return stalled;
   }
@@ -234,12 +238,12 @@ class QueueServer {
           length: 0,
           written: req.written,
           failWritten: req.written,
-          what: "flush",
           op: IO_OP.FLUSH,
           offset: 0,
         });
       case "read":
       case "write": {
+        const read = req.kind === "read";
         const iov = this.#heldReq === undefined ? this.#held.clear() : this.#iov.clear();
         chainIoVecs(mem, req.segments, iov, req.skip, req.length);
         return this.#submit(mem, q, iov, {
@@ -247,9 +251,8 @@ class QueueServer {
           statusAddr: req.statusAddr,
           length: req.length,
           written: req.written,
-          failWritten: req.kind === "read" ? 0 : req.written,
-          what: `${req.kind} of ${req.length} bytes at ${req.offset}`,
-          op: req.kind === "read" ? IO_OP.READ : IO_OP.WRITE,
+          failWritten: read ? 0 : req.written,
+          op: read ? IO_OP.READ : IO_OP.WRITE,
           offset: req.offset,
         });
       }
@@ -264,7 +267,7 @@ class QueueServer {
     const io = this.#io;
     if (io === undefined) {
       const own = iov ?? this.#held.clear();
-      this.#finish(mem, q, p, this.#run(p, own, Deno.UnsafePointer.value(Deno.UnsafePointer.of(own.raw))));
+      this.#finish(mem, q, p, this.#run(p, own, own === this.#held ? this.#heldPtr : this.#iovPtr));
       return 1;
     }
     if (io.failure !== undefined) throw new Error(io.failure);
@@ -287,9 +290,9 @@ class QueueServer {
   }
 
   /** Does one request on this thread. */
-  #run(p: Pending, iov: IoVecs, address: bigint): number {
+  #run(p: Pending, iov: IoVecs, iovPtr: Deno.PointerObject): number {
     if (p.op === IO_OP.FLUSH) return flush(this.#init.fd);
-    return transfer(this.#init.fd, iov.raw, address, 0, iov.count, p.offset, p.length, p.op === IO_OP.READ);
+    return transfer(this.#init.fd, iov.raw, iovPtr, 0, iov.count, p.offset, p.length, p.op === IO_OP.READ);
   }
 
   /** Collects what the I/O threads finished; returns how many were answered. */
@@ -308,7 +311,10 @@ class QueueServer {
     const ok = result === p.length;
     if (!ok) {
       const why = result < 0 ? errnoName(-result) : `only ${result} bytes (the file is shorter than at open)`;
-      this.#post("log", `request ${p.head}: ${p.what} failed: ${why}`);
+      const what = p.op === IO_OP.FLUSH
+        ? "flush"
+        : `${p.op === IO_OP.READ ? "read" : "write"} of ${p.length} bytes at ${p.offset}`;
+      this.#post("log", `request ${p.head}: ${what} failed: ${why}`);
     }
     this.#answer(
       mem,

@@ -159,9 +159,11 @@ export function parseRequest(mem: GuestMemory, chain: Chain, disk: DiskShape): B
   if (chain.readableBytes < HEADER_SIZE) {
     return error("blk-header", `${chain.readableBytes} readable bytes, a header needs ${HEADER_SIZE}`);
   }
-  const header = new DataView(readableData(mem, chain, 0, HEADER_SIZE).buffer);
-  const type = header.getUint32(0, true);
-  const sector = header.getBigUint64(8, true);
+  const view = headerView(mem, chain);
+  const at = view === mem.view ? mem.offset(chain.readable[0]!.addr, HEADER_SIZE, "virtio-blk request header") : 0;
+  const type = view.getUint32(at, true);
+  const sectorLo = view.getUint32(at + 8, true);
+  const sectorHi = view.getUint32(at + 12, true);
   const dataIn = chain.writableBytes - 1;
   const dataOut = chain.readableBytes - HEADER_SIZE;
   switch (type) {
@@ -176,9 +178,11 @@ export function parseRequest(mem: GuestMemory, chain: Chain, disk: DiskShape): B
       if (length % SECTOR_SIZE !== 0) {
         return error("blk-align", `${what} of ${length} bytes is not a whole number of ${SECTOR_SIZE}-byte sectors`);
       }
-      const sectors = BigInt(length / SECTOR_SIZE);
-      if (sector + sectors > BigInt(disk.sectors)) {
-        return error("blk-range", `${what} of ${sectors} sectors at ${sector} runs past the disk (${disk.sectors})`);
+      const sectors = length / SECTOR_SIZE;
+      const sector = sectorHi * U32 + sectorLo;
+      if (sectorHi >= HIGH_LIMIT || sector > disk.sectors - sectors) {
+        const at64 = (BigInt(sectorHi) << 32n) | BigInt(sectorLo);
+        return error("blk-range", `${what} of ${sectors} sectors at ${at64} runs past the disk (${disk.sectors})`);
       }
       const segments = read ? chain.writable : chain.readable;
       const skip = read ? 0 : HEADER_SIZE;
@@ -189,11 +193,10 @@ export function parseRequest(mem: GuestMemory, chain: Chain, disk: DiskShape): B
       if (length === 0) {
         return { kind: "status", statusAddr, status: VIRTIO_BLK_S.OK, written: 1, rule: "", detail: "" };
       }
-      const offset = Number(sector) * SECTOR_SIZE;
       return {
         kind: read ? "read" : "write",
         statusAddr,
-        offset,
+        offset: sector * SECTOR_SIZE,
         length,
         segments,
         skip,
@@ -211,13 +214,32 @@ export function parseRequest(mem: GuestMemory, chain: Chain, disk: DiskShape): B
   }
 }
 
+const U32 = 0x1_0000_0000;
+/** A sector's high word at or above this puts it at 2^53 or more: past any disk. */
+const HIGH_LIMIT = 0x20_0000;
+
+/*V:349 Reading the header costs nothing extra in the usual case: when the
+ * first readable buffer holds all 16 bytes, the fields are read straight
+ * from guest memory (one bounds check), each exactly once into a local, so
+ * a guest rewriting them under us cannot make a check and a use disagree.
+ * Only a header cut across buffers is gathered into a copy first. The
+ * sector is read as two 32-bit halves: a high half that puts it at 2^53 or
+ * beyond is past any disk, so the range check needs no BigInt. :*/
+
+/** A view holding the header: guest memory itself (header at the first readable buffer) or a gathered copy. */
+function headerView(mem: GuestMemory, chain: Chain): DataView {
+  const first = chain.readable[0];
+  if (first !== undefined && first.len >= HEADER_SIZE) return mem.view;
+  return new DataView(readableData(mem, chain, 0, HEADER_SIZE).buffer);
+}
+
 /** How many buffers (or parts of buffers) hold bytes [skip, skip + length) of `segments`. */
 export function countPieces(segments: readonly Segment[], skip: number, length: number): number {
   let start = 0;
   let pieces = 0;
   const end = skip + length;
-  for (const s of segments) {
-    const stop = start + s.len;
+  for (let i = 0; i < segments.length; i++) {
+    const stop = start + segments[i]!.len;
     if (stop > skip && start < end) pieces++;
     start = stop;
     if (start >= end) break;

@@ -5,7 +5,7 @@
 
 import { libc } from "../sys/libc.ts";
 import { Errno } from "../sys/errno.ts";
-import { flush, transfer } from "./blk_transfer.ts";
+import { flush, pointerTo, transfer } from "./blk_transfer.ts";
 import { IO_OP, SLOT, slotLayout, type WorkerInit } from "./blk_protocol.ts";
 
 /** Serves jobs until the STOP word is set. */
@@ -19,7 +19,11 @@ function serve(init: WorkerInit): void {
   const one = new BigUint64Array([1n]);
   const onePtr = Deno.UnsafePointer.of(one);
 
-  const iovAddress = Deno.UnsafePointer.value(Deno.UnsafePointer.of(iov));
+  const iovPtr = pointerTo(iov);
+  const slotPtrs = Array.from(
+    { length: l.slots },
+    (_, slot) => slot === 0 ? iovPtr : Deno.UnsafePointer.offset(iovPtr, slot * l.maxIovecs * 16)!,
+  );
   const run = (slot: number): number => {
     try {
       const op = ints[slot * SLOT.INTS + SLOT.OP];
@@ -28,7 +32,7 @@ function serve(init: WorkerInit): void {
         const count = ints[slot * SLOT.INTS + SLOT.IOVCNT]!;
         const offset = nums[slot * SLOT.NUMS + SLOT.OFFSET]!;
         const length = nums[slot * SLOT.NUMS + SLOT.LENGTH]!;
-        return transfer(init.fd, iov, iovAddress, slot * l.maxIovecs, count, offset, length, op === IO_OP.READ);
+        return transfer(init.fd, iov, slotPtrs[slot]!, slot * l.maxIovecs, count, offset, length, op === IO_OP.READ);
       }
       return -Errno.EINVAL;
     } catch {
