@@ -27,9 +27,10 @@ export interface BlockOptions {
   /** Offer VIRTIO_BLK_F_RO and refuse writes. */
   readOnly?: boolean;
   /**
-   * I/O threads besides the queue's own thread (default 0: that thread does every request itself, which
-   * measured fastest on a 2-core host, where the vCPU keeps one core busy and extra threads only wait for
-   * the other; with more cores, threads let several requests be in the kernel at once).
+   * I/O threads besides the queue's own thread. The default is one per core beyond the two that the vCPU
+   * and the queue thread keep busy, at most 4: so none on a 2-core host, where the queue thread doing every
+   * request itself measured fastest (extra threads only wait for a core), and several requests in the
+   * kernel at once where there are cores to run them.
    */
   ioThreads?: number;
 }
@@ -111,7 +112,7 @@ export class BlockDevice implements VirtioDevice {
     cfg.setUint32(12, SEG_MAX, true);
     cfg.setUint32(20, SECTOR_SIZE, true);
     cfg.setUint16(34, 1, true);
-    const threads = options.ioThreads ?? 0;
+    const threads = options.ioThreads ?? defaultIoThreads();
     if (!Number.isInteger(threads) || threads < 0 || threads > 16) {
       throw new RangeError(`ioThreads ${threads} is not from 0 to 16`);
     }
@@ -337,4 +338,9 @@ export class BlockDevice implements VirtioDevice {
       for (const fd of [this.#stopFd, this.#ownDoorbell, this.#ownIrq, this.#fd]) close(fd);
     }
   }
+}
+
+/** One I/O thread per core beyond the vCPU's and the queue thread's, at most 4. */
+export function defaultIoThreads(): number {
+  return Math.max(0, Math.min(4, (navigator.hardwareConcurrency ?? 2) - 2));
 }
