@@ -6,20 +6,16 @@
  * messages and timers; a private eventfd lets anyone cut a wait short, which
  * is how handlers are added, removed, or the loop stopped. :*/
 
-import { close, EPOLL, Epoll, eventfd, readAt, SysError, writeAll } from "./sys/mod.ts";
-import { bufferAddress } from "./sys/calls.ts";
+import { close, drainEventfd, EPOLL, Epoll, eventfd, signalEventfd, SysError } from "./sys/mod.ts";
 
 /** Called with the EPOLL.* bits that fired. */
 export type FdHandler = (events: number) => void;
-
-const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /** A single-threaded epoll loop. */
 export class EventLoop {
   readonly #epoll = new Epoll(64);
   readonly #handlers = new Map<number, FdHandler>();
   readonly #wakeFd: number;
-  readonly #drain = new BigUint64Array(1);
   #running = false;
   #stopped = false;
   /** Called when a handler throws; the default rethrows out of run(). */
@@ -65,7 +61,7 @@ export class EventLoop {
 
   /** Cuts the current wait short. */
   wake(): void {
-    if (this.#running) writeAll(this.#wakeFd, ONE);
+    if (this.#running) signalEventfd(this.#wakeFd);
   }
 
   /** Runs until stop(). */
@@ -77,7 +73,7 @@ export class EventLoop {
         for (const { fd, events } of ready) {
           if (this.#stopped) break;
           if (fd === this.#wakeFd) {
-            readAt(this.#wakeFd, bufferAddress(this.#drain), 8);
+            drainEventfd(this.#wakeFd);
             continue;
           }
           const h = this.#handlers.get(fd);
@@ -98,7 +94,7 @@ export class EventLoop {
   /** Ends run() after the current batch. */
   stop(): void {
     this.#stopped = true;
-    if (this.#running) writeAll(this.#wakeFd, ONE);
+    if (this.#running) signalEventfd(this.#wakeFd);
   }
 
   /** Releases the epoll and wake fds. Call after run() has returned. */

@@ -27,7 +27,7 @@ import { BOOT_STACK_TOP, IDT_ADDR, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, ZERO_PAG
 import { EventLoop } from "./eventloop.ts";
 import { ConsoleInput, consoleInputTarget } from "./console_input.ts";
 import { COM1_IRQ, Serial8250 } from "./devices/serial.ts";
-import { bufferAddress, close, eventfd, readAt } from "./sys/calls.ts";
+import { close, drainEventfd, eventfd } from "./sys/calls.ts";
 import { EPOLL } from "./sys/epoll.ts";
 import { VcpuThread } from "./vcpu_thread.ts";
 import type { VcpuExit } from "./vcpu_protocol.ts";
@@ -234,10 +234,9 @@ export class Machine {
     const hvc = this.#config.devices?.findLast((d): d is ConsoleDevice => d instanceof ConsoleDevice);
     const toHvc = hvc !== undefined && consoleInputTarget(this.info.cmdline) === "hvc0";
     const fd = this.#config.consoleInputFd === undefined ? 0 : this.#config.consoleInputFd;
-    const drain = new BigUint64Array(1);
     let input: ConsoleInput | undefined;
     loop.add(spaceFd, EPOLL.IN, () => {
-      readAt(spaceFd, bufferAddress(drain), 8);
+      drainEventfd(spaceFd);
       if (!toHvc) input?.resume();
     });
     if (fd !== null) {

@@ -12,7 +12,7 @@ import { KVM } from "./kvm/ioctl.ts";
 import { irqLine } from "./kvm/vm.ts";
 import { I8042, I8042_DATA_PORT, PostCodePort } from "./devices/i8042.ts";
 import { COM1_BASE, COM1_IRQ, Serial8250 } from "./devices/serial.ts";
-import { at, gettid, writeAll } from "./sys/calls.ts";
+import { at, gettid, signalEventfd, writeAll } from "./sys/calls.ts";
 import { lastErrno, libc } from "./sys/libc.ts";
 import { Errno, errnoName } from "./sys/errno.ts";
 import type { VcpuExit, VcpuInit, VcpuMessage } from "./vcpu_protocol.ts";
@@ -21,7 +21,6 @@ import { MMIO_WINDOW } from "./virtio/mmio_regs.ts";
 
 const STOP = 0;
 const KVM_RUN_REQUEST = BigInt(KVM.RUN);
-const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 function run(init: VcpuInit): VcpuExit {
   const stop = new Int32Array(init.control);
@@ -39,7 +38,7 @@ function run(init: VcpuInit): VcpuExit {
       writeAll(init.consoleFd, out);
     },
     irq: (level) => irqLine(init.vmFd, COM1_IRQ, level),
-    space: () => writeAll(init.spaceFd, ONE),
+    space: () => signalEventfd(init.spaceFd),
   });
   pio.add(COM1_BASE, 8, serial);
   const kbd = new I8042();

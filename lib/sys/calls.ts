@@ -213,6 +213,19 @@ export function eventfd(initval = 0, flags: number = EFD.NONBLOCK | EFD.CLOEXEC)
   return checked(libc.eventfd(initval, flags), "eventfd");
 }
 
+const EVENTFD_ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
+const eventfdScratch = new BigUint64Array(1);
+
+/** Adds 1 to an eventfd's counter, waking whoever polls it. */
+export function signalEventfd(fd: number): void {
+  writeAll(fd, EVENTFD_ONE);
+}
+
+/** Reads an eventfd's counter back to 0 (nothing to do if it already is: the fd is non-blocking). */
+export function drainEventfd(fd: number): void {
+  readAt(fd, bufferAddress(eventfdScratch), 8);
+}
+
 /** fcntl(2) commands. */
 export const F = { GETFL: 3, SETFL: 4 } as const;
 

@@ -14,7 +14,7 @@
  * once. This file is the main thread's side: opening the file, starting,
  * stopping and closing that thread, and passing on what it reports. :*/
 
-import { bufferAddress, close, eventfd, O, open, readAt, writeAll } from "../sys/calls.ts";
+import { close, drainEventfd, eventfd, O, open, signalEventfd } from "../sys/calls.ts";
 import { EPOLL } from "../sys/epoll.ts";
 import { SysError } from "../sys/errno.ts";
 import type { Virtqueue } from "./queue.ts";
@@ -46,8 +46,6 @@ const CONFIG_BYTES = 36;
 
 /** How long reset() waits for the queue thread to let go of the ring and the file. */
 const STOP_TIMEOUT_MS = 10_000;
-
-const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /*V:315 Opening the disk. The file must be a regular file: a directory
  * cannot be read as sectors, and a device node or a pipe would make us
@@ -86,7 +84,6 @@ export class BlockDevice implements VirtioDevice {
   /** Doorbell and interrupt eventfds of our own, for a transport that does not hand over its own. */
   readonly #ownDoorbell: number;
   readonly #ownIrq: number;
-  readonly #drainBuf = new BigUint64Array(1);
   #ctx: VirtioContext | undefined;
   #doorbell: number | undefined;
   #watchingIrq = false;
@@ -237,10 +234,10 @@ export class BlockDevice implements VirtioDevice {
     const wiring = ctx.takeQueue?.(0);
     let session: QueueSession["isr"];
     if (wiring === undefined) {
-      this.#drain(this.#ownDoorbell);
-      this.#drain(this.#ownIrq);
+      drainEventfd(this.#ownDoorbell);
+      drainEventfd(this.#ownIrq);
       ctx.loop.add(this.#ownIrq, EPOLL.IN, () => {
-        this.#drain(this.#ownIrq);
+        drainEventfd(this.#ownIrq);
         this.#ctx?.used(0);
       });
       this.#watchingIrq = true;
@@ -269,11 +266,7 @@ export class BlockDevice implements VirtioDevice {
   notify(_queue: number): void {
     if (this.#doorbell === undefined) return;
     Atomics.add(this.#ctl, QCTL.KICKS, 1);
-    writeAll(this.#doorbell, ONE);
-  }
-
-  #drain(fd: number): void {
-    readAt(fd, bufferAddress(this.#drainBuf), 8);
+    signalEventfd(this.#doorbell);
   }
 
   /** A line or a failure from the queue thread; stale sessions are ignored. */
@@ -304,7 +297,7 @@ export class BlockDevice implements VirtioDevice {
     const session = this.#session;
     Atomics.store(ctl, QCTL.REQ, 0);
     if (session !== 0 && Atomics.load(ctl, QCTL.ACK) === session && this.#failure === undefined) {
-      writeAll(this.#stopFd, ONE);
+      signalEventfd(this.#stopFd);
       const deadline = Date.now() + STOP_TIMEOUT_MS;
       while (Atomics.load(ctl, QCTL.ACK) === session) {
         const left = deadline - Date.now();
@@ -314,7 +307,7 @@ export class BlockDevice implements VirtioDevice {
         }
         Atomics.wait(ctl, QCTL.ACK, session, left);
       }
-      this.#drain(this.#stopFd);
+      drainEventfd(this.#stopFd);
     }
     Atomics.store(ctl, QCTL.DONE, Atomics.load(ctl, QCTL.KICKS));
     if (this.#watchingIrq) this.#ctx?.loop.remove(this.#ownIrq);

@@ -20,8 +20,7 @@
  * Completions come back through an eventfd that the queue's thread polls
  * alongside its doorbell; it then collects every DONE slot in one pass. :*/
 
-import { close, eventfd, readAt } from "../sys/calls.ts";
-import { bufferAddress } from "../sys/calls.ts";
+import { close, drainEventfd, eventfd } from "../sys/calls.ts";
 import type { IoVecs } from "../sys/iovec.ts";
 import { SLOT, type SlotLayout, slotLayout, type WorkerInit } from "./blk_protocol.ts";
 
@@ -56,7 +55,6 @@ export class BlockIo {
   readonly #workers: Worker[] = [];
   readonly #free: number[] = [];
   readonly #busy = new Set<number>();
-  readonly #drain = new BigUint64Array(1);
   #alive = 0;
   #failure: string | undefined;
   #closed = false;
@@ -141,7 +139,7 @@ export class BlockIo {
 
   /** Clears the completion eventfd (call before {@link takeDone}). */
   clearSignal(): void {
-    readAt(this.doneFd, bufferAddress(this.#drain), 8);
+    drainEventfd(this.doneFd);
   }
 
   /**

@@ -9,7 +9,7 @@
  * including reset, which must be complete before the driver's next access. :*/
 
 import type { BusAction, BusDevice } from "../bus.ts";
-import { writeAll } from "../sys/calls.ts";
+import { signalEventfd } from "../sys/calls.ts";
 import { MMIO_REG, MMIO_WINDOW } from "./mmio_regs.ts";
 
 const IDLE = 0;
@@ -26,7 +26,6 @@ const VALUE_HIGH = 6;
 
 /** Bytes of shared memory one mailbox needs. */
 export const MAILBOX_BYTES = 32;
-const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
 
 /** One forwarded register write. */
 export interface ForwardedWrite {
@@ -63,7 +62,7 @@ export class MailboxClient {
     b[VALUE] = w.value | 0;
     b[VALUE_HIGH] = Math.floor(w.value / 0x1_0000_0000) | 0;
     Atomics.store(b, STATE, POSTED);
-    writeAll(this.#fd, ONE);
+    signalEventfd(this.#fd);
     while (Atomics.load(b, STATE) === POSTED && Atomics.load(b, STOP) === 0) {
       Atomics.wait(b, STATE, POSTED, 100);
     }

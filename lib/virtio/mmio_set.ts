@@ -10,9 +10,7 @@
  * is an irqfd (we write an eventfd, KVM raises the IRQ). The main loop
  * watches the doorbells and the mailbox of forwarded register writes. :*/
 
-import { close, eventfd, writeAll } from "../sys/calls.ts";
-import { readAt } from "../sys/calls.ts";
-import { bufferAddress } from "../sys/calls.ts";
+import { close, drainEventfd, eventfd, signalEventfd } from "../sys/calls.ts";
 import { EPOLL } from "../sys/epoll.ts";
 import type { EventLoop } from "../eventloop.ts";
 import type { GuestMemory } from "../memory.ts";
@@ -38,8 +36,6 @@ export interface MmioSlot {
   image: SharedArrayBuffer;
 }
 
-const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
-
 /** Assigns windows and IRQs to devices, in order. */
 export function layoutMmio(devices: readonly VirtioDevice[]): MmioSlot[] {
   if (devices.length > VIRTIO_IRQS.length) {
@@ -64,7 +60,6 @@ export class MmioDevices {
   readonly #fds: number[] = [];
   readonly #mailbox: MailboxServer;
   readonly #loop: EventLoop;
-  readonly #drain = new BigUint64Array(1);
 
   /**
    * @param slots from layoutMmio
@@ -85,7 +80,7 @@ export class MmioDevices {
     this.#loop = loop;
     this.#mailbox = new MailboxServer(mailbox.shared);
     loop.add(mailbox.fd, EPOLL.IN, () => {
-      readAt(mailbox.fd, bufferAddress(this.#drain), 8);
+      drainEventfd(mailbox.fd);
       this.#mailbox.serve((w) => this.transports[w.device]?.write(w.offset, w.size, w.value));
     });
     for (const slot of slots) {
@@ -104,7 +99,7 @@ export class MmioDevices {
           return;
         }
         loop.add(fd, EPOLL.IN, () => {
-          readAt(fd, bufferAddress(this.#drain), 8);
+          drainEventfd(fd);
           transport.notify(q);
         });
       };
@@ -112,7 +107,7 @@ export class MmioDevices {
         memory,
         loop,
         image: slot.image,
-        interrupt: () => writeAll(irqFd, ONE),
+        interrupt: () => signalEventfd(irqFd),
         log,
         wiring: { doorbells, irqfd: irqFd, watch },
       });
