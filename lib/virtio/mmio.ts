@@ -17,7 +17,7 @@ import type { GuestMemory } from "../memory.ts";
 import type { EventLoop } from "../eventloop.ts";
 import { bit, type QueueWiring, VIRTIO_F, VIRTIO_STATUS, type VirtioContext, type VirtioDevice } from "./device.ts";
 import { Virtqueue } from "./queue.ts";
-import { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR, MMIO_VERSION, MMIO_WINDOW } from "./mmio_regs.ts";
+import { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR, MMIO_VERSION, MMIO_WINDOW, RegisterImage } from "./mmio_regs.ts";
 
 export { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR, MMIO_VERSION, MMIO_WINDOW } from "./mmio_regs.ts";
 
@@ -64,7 +64,7 @@ export interface MmioTransportOptions {
 export class MmioTransport {
   readonly device: VirtioDevice;
   readonly #opts: MmioTransportOptions;
-  readonly #regs: Int32Array<SharedArrayBuffer>;
+  readonly #image: RegisterImage;
   readonly #config: Uint8Array<SharedArrayBuffer>;
   readonly #offered: bigint;
   #status = 0;
@@ -89,7 +89,7 @@ export class MmioTransport {
     if (device.config.length > MMIO_WINDOW - MMIO_REG.CONFIG) throw new RangeError(`${device.name}: config too big`);
     this.device = device;
     this.#opts = options;
-    this.#regs = new Int32Array(options.image, 0, MMIO_REG.CONFIG / 4);
+    this.#image = new RegisterImage(options.image);
     this.#config = new Uint8Array(options.image, MMIO_REG.CONFIG, MMIO_WINDOW - MMIO_REG.CONFIG);
     this.#offered = device.features | TRANSPORT_FEATURES;
     this.#resetState();
@@ -120,13 +120,13 @@ export class MmioTransport {
       vq: undefined,
     }));
     this.#active = false;
-    Atomics.store(this.#regs, ISR, 0);
+    Atomics.store(this.#image.words, ISR, 0);
     this.#publishConfig();
     this.#publish();
   }
 
   #set(offset: number, value: number): void {
-    Atomics.store(this.#regs, offset >> 2, value | 0);
+    Atomics.store(this.#image.words, offset >> 2, value | 0);
   }
 
   /** Writes what every register reads now into the shared image. */
@@ -153,15 +153,7 @@ export class MmioTransport {
 
   /** A register read, answered as the vCPU thread's MmioProxy answers it from the image. */
   read(offset: number, size: number): number {
-    if (!Number.isInteger(offset) || offset < 0 || offset + size > MMIO_WINDOW) return 0;
-    if (offset >= MMIO_REG.CONFIG) {
-      const at = offset - MMIO_REG.CONFIG;
-      let v = 0;
-      for (let i = size - 1; i >= 0; i--) v = v * 256 + (this.#config[at + i] ?? 0);
-      return v;
-    }
-    if (offset & 3 || size !== 4) return 0;
-    return Atomics.load(this.#regs, offset >> 2) >>> 0;
+    return this.#image.read(offset, size);
   }
 
   /*V:210 Register writes, in the order a driver makes them: reset (status
@@ -231,7 +223,7 @@ export class MmioTransport {
         this.notify(v);
         break;
       case R.INTERRUPT_ACK:
-        Atomics.and(this.#regs, ISR, ~v);
+        Atomics.and(this.#image.words, ISR, ~v);
         break;
       case R.STATUS:
         this.#writeStatus(v & 0xff);
@@ -358,7 +350,7 @@ export class MmioTransport {
   }
 
   #interrupt(bits: number): void {
-    Atomics.or(this.#regs, ISR, bits);
+    Atomics.or(this.#image.words, ISR, bits);
     this.#opts.interrupt();
   }
 

@@ -10,7 +10,7 @@
 
 import type { BusAction, BusDevice } from "../bus.ts";
 import { signalEventfd } from "../sys/calls.ts";
-import { MMIO_REG, MMIO_WINDOW } from "./mmio_regs.ts";
+import { MMIO_REG, RegisterImage } from "./mmio_regs.ts";
 
 const IDLE = 0;
 const POSTED = 1;
@@ -107,8 +107,7 @@ export class MailboxServer {
 /** A virtio-mmio window as seen from the vCPU thread. */
 export class MmioProxy implements BusDevice {
   readonly name: string;
-  readonly #regs: Int32Array<SharedArrayBuffer>;
-  readonly #bytes: Uint8Array<SharedArrayBuffer>;
+  readonly #image: RegisterImage;
   readonly #index: number;
   readonly #mailbox: MailboxClient;
 
@@ -121,27 +120,19 @@ export class MmioProxy implements BusDevice {
   constructor(name: string, index: number, image: SharedArrayBuffer, mailbox: MailboxClient) {
     this.name = name;
     this.#index = index;
-    this.#regs = new Int32Array(image, 0, MMIO_WINDOW / 4);
-    this.#bytes = new Uint8Array(image, 0, MMIO_WINDOW);
+    this.#image = new RegisterImage(image);
     this.#mailbox = mailbox;
   }
 
   /** Serves a read from the register image. */
   read(offset: number, size: number): number {
-    if (offset + size > MMIO_WINDOW) return 0;
-    if (offset >= MMIO_REG.CONFIG) {
-      let v = 0;
-      for (let i = size - 1; i >= 0; i--) v = v * 256 + (Atomics.load(this.#bytes, offset + i) ?? 0);
-      return v;
-    }
-    if (offset & 3 || size !== 4) return 0;
-    return Atomics.load(this.#regs, offset >> 2) >>> 0;
+    return this.#image.read(offset, size);
   }
 
   /** Acknowledges interrupts in place; forwards every other write. */
   write(offset: number, size: number, value: number): BusAction {
     if (offset === MMIO_REG.INTERRUPT_ACK && size === 4) {
-      Atomics.and(this.#regs, MMIO_REG.INTERRUPT_STATUS >> 2, ~value);
+      Atomics.and(this.#image.words, MMIO_REG.INTERRUPT_STATUS >> 2, ~value);
       return;
     }
     this.#mailbox.send({ device: this.#index, offset, size, value });

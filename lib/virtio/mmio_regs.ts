@@ -39,3 +39,38 @@ export const MMIO_VENDOR = 0x5453474c;
 export const MMIO_WINDOW = 0x1000;
 /** Interrupt status bits. */
 export const MMIO_INT = { VRING: 1, CONFIG: 2 } as const;
+
+/*V:191 The register image is what the transport publishes and the vCPU
+ * thread reads: one window's registers as the driver would read them. Both
+ * sides answer a read the same way, here: control registers only as aligned
+ * 32-bit words, config bytes at any width (little-endian), and anything
+ * outside the window as 0. :*/
+
+/** Views of one window's shared register image. */
+export class RegisterImage {
+  /** The window as 32-bit words (for Atomics). */
+  readonly words: Int32Array<SharedArrayBuffer>;
+  /** The window as bytes. */
+  readonly bytes: Uint8Array<SharedArrayBuffer>;
+
+  /** @param image MMIO_WINDOW bytes of shared memory */
+  constructor(image: SharedArrayBuffer) {
+    this.words = new Int32Array(image, 0, MMIO_WINDOW / 4);
+    this.bytes = new Uint8Array(image, 0, MMIO_WINDOW);
+  }
+
+  /**
+   * A driver's read of `size` bytes at `offset`.
+   * @returns the value, or 0 for an access the register map does not allow
+   */
+  read(offset: number, size: number): number {
+    if (!Number.isInteger(offset) || offset < 0 || offset + size > MMIO_WINDOW) return 0;
+    if (offset >= MMIO_REG.CONFIG) {
+      let v = 0;
+      for (let i = size - 1; i >= 0; i--) v = v * 256 + Atomics.load(this.bytes, offset + i);
+      return v;
+    }
+    if (offset & 3 || size !== 4) return 0;
+    return Atomics.load(this.words, offset >> 2) >>> 0;
+  }
+}
