@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
 import { HAVE_KVM, runLauncher } from "./helpers/launcher.ts";
+import { programHeaders } from "./helpers/elf_phdrs.ts";
 import { GuestMemory } from "../lib/memory.ts";
 import { loadElf, PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY } from "../lib/boot/elf.ts";
 import { median, pairedRatio } from "../scripts/bench/stats.ts";
@@ -28,32 +29,6 @@ import { figure } from "../scripts/bench/stats.ts";
 const ROOT = new URL("..", import.meta.url).pathname;
 const QEMU = which("qemu-system-x86_64");
 if (QEMU === undefined) console.log("bench_test: qemu-system-x86_64 not installed; the PVH boot test is skipped");
-
-interface Phdr {
-  type: number;
-  offset: number;
-  paddr: number;
-  filesz: number;
-  align: number;
-  flags: number;
-}
-
-function programHeaders(image: Uint8Array): Phdr[] {
-  const v = new DataView(image.buffer, image.byteOffset, image.byteLength);
-  const phoff = Number(v.getBigUint64(32, true));
-  const n = v.getUint16(56, true);
-  return Array.from({ length: n }, (_, i) => {
-    const at = phoff + i * 56;
-    return {
-      type: v.getUint32(at, true),
-      flags: v.getUint32(at + 4, true),
-      offset: Number(v.getBigUint64(at + 8, true)),
-      paddr: Number(v.getBigUint64(at + 24, true)),
-      filesz: Number(v.getBigUint64(at + 32, true)),
-      align: Number(v.getBigUint64(at + 48, true)),
-    };
-  });
-}
 
 Deno.test("bench: the test guest carries a well-formed PVH note the ELF loader finds", async () => {
   const image = await Deno.readFile(await buildTestGuest());

@@ -1,6 +1,7 @@
 import { deepEqual, equal, ok } from "node:assert/strict";
 import { ELF_CMDLINE_SIZE, ELF_INITRD_ADDR_MAX, loadKernel, loadKernelImage } from "../../lib/boot/kernel.ts";
 import { buildBzImage, expectBootError, MiB, validElf, withMemory } from "./images.ts";
+import { programHeaders } from "../helpers/elf_phdrs.ts";
 
 Deno.test("kernel: dispatches ELF and bzImage", () => {
   withMemory(64 * MiB, (mem) => {
@@ -91,31 +92,6 @@ function compileTinyGuest(dir: string): string | null {
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
     throw e;
-  }
-  return out;
-}
-
-interface Phdr {
-  type: number;
-  offset: number;
-  paddr: number;
-  filesz: number;
-  memsz: number;
-}
-
-function programHeaders(file: Uint8Array): Phdr[] {
-  const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
-  const phoff = Number(v.getBigUint64(32, true));
-  const out: Phdr[] = [];
-  for (let i = 0; i < v.getUint16(56, true); i++) {
-    const p = phoff + i * 56;
-    out.push({
-      type: v.getUint32(p, true),
-      offset: Number(v.getBigUint64(p + 8, true)),
-      paddr: Number(v.getBigUint64(p + 24, true)),
-      filesz: Number(v.getBigUint64(p + 32, true)),
-      memsz: Number(v.getBigUint64(p + 40, true)),
-    });
   }
   return out;
 }
