@@ -14,6 +14,7 @@ import { RawTerminal } from "./lib/sys/termios.ts";
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
 import { ConsoleDevice } from "./lib/virtio/console.ts";
+import { parseTunnetSpec } from "./lib/virtio/net_spec.ts";
 import type { VirtioDevice } from "./lib/virtio/device.ts";
 
 /** Exit codes. */
@@ -176,7 +177,13 @@ function validate(args: CliArgs): void {
   checkReadable(args.kernel, "kernel");
   if (args.initrd !== undefined) checkReadable(args.initrd, "initrd");
   for (const spec of args.block) checkReadable(parseBlockSpec(spec).path, "block device file");
-  for (const spec of args.tunnet) parseTunnetSpec(spec);
+  for (const spec of args.tunnet) {
+    try {
+      parseTunnetSpec(spec);
+    } catch (e) {
+      throw new UsageError(e instanceof Error ? e.message : String(e));
+    }
+  }
 }
 
 /** `--block=<file>[,ro]` */
@@ -184,20 +191,6 @@ export function parseBlockSpec(spec: string): { path: string; readOnly: boolean 
   const m = /^(.*?)(,ro)?$/.exec(spec)!;
   if (!m[1]) throw new UsageError(`--block needs a file name`);
   return { path: m[1], readOnly: m[2] !== undefined };
-}
-
-/** `--tunnet=<ipv4>` or `--tunnet=bridge:<name>` */
-export function parseTunnetSpec(spec: string): { ip: string } | { bridge: string } {
-  if (spec.startsWith("bridge:")) {
-    const bridge = spec.slice("bridge:".length);
-    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new UsageError(`--tunnet=${spec}: bad bridge name '${bridge}'`);
-    return { bridge };
-  }
-  const parts = spec.split(".");
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
-    throw new UsageError(`--tunnet=${spec}: expected an IPv4 address or bridge:<name>`);
-  }
-  return { ip: spec };
 }
 
 /*L:070 The devices, in the order the guest will find them: disks and

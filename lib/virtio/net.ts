@@ -31,6 +31,7 @@ import {
 } from "./net_hdr.ts";
 import { NetRx } from "./net_rx.ts";
 import { NetTx } from "./net_tx.ts";
+import { parseTunnetSpec } from "./net_spec.ts";
 
 /** The features we offer (see V:415). */
 export const NET_FEATURES: bigint = [
@@ -251,6 +252,7 @@ export class NetDevice implements VirtioDevice {
    */
   static open(spec: string, options: NetDeviceOptions = {}): NetDevice {
     const where = `--tunnet=${spec}`;
+    const parsed = parseTunnetSpec(spec);
     let tap: Tap;
     try {
       tap = Tap.open(NET_HDR_SIZE);
@@ -259,11 +261,11 @@ export class NetDevice implements VirtioDevice {
     }
     const ctl = new NetdevControl();
     try {
-      const bridge = spec.startsWith("bridge:") ? spec.slice("bridge:".length) : undefined;
-      if (bridge !== undefined) joinBridge(ctl, tap.name, bridge);
-      else configureAddress(ctl, tap.name, parseIpv4(spec));
+      if ("bridge" in parsed) joinBridge(ctl, tap.name, parsed.bridge);
+      else configureAddress(ctl, tap.name, parsed.ip);
       step(`cannot bring ${tap.name} up`, () => ctl.up(tap.name));
-      const name = options.name ?? `virtio-net (${tap.name}${bridge === undefined ? ` ${spec}` : ` on ${bridge}`})`;
+      const name = options.name ??
+        `virtio-net (${tap.name}${"bridge" in parsed ? ` on ${parsed.bridge}` : ` ${spec}`})`;
       return new NetDevice(tap, { ...options, name });
     } catch (e) {
       tap.close();
@@ -297,13 +299,4 @@ function joinBridge(ctl: NetdevControl, tap: string, bridge: string): void {
 
 function configureAddress(ctl: NetdevControl, tap: string, ip: number[]): void {
   step(`cannot give ${tap} the address ${ip.join(".")}/${ROUTED_PREFIX}`, () => ctl.setAddress(tap, ip, ROUTED_PREFIX));
-}
-
-/** "10.7.0.1" as four bytes. */
-export function parseIpv4(s: string): number[] {
-  const parts = s.split(".");
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
-    throw new Error(`expected an IPv4 address or bridge:<name>`);
-  }
-  return parts.map(Number);
 }
