@@ -10,7 +10,9 @@
  *   --no-write     print the table, leave bench/ alone
  *   --render       only re-render results.md and results.svg from results.json
  *
- * A full run takes a few minutes on a two-core machine. :*/
+ * A full run takes a few minutes on a two-core machine. It refuses, in one
+ * line, to run where its figures would mean nothing: on a host without
+ * /dev/kvm and inside the test VM. :*/
 
 import { parseArgs } from "node:util";
 import { exitBenchmark } from "./bench/exit.ts";
@@ -19,7 +21,7 @@ import { blkBenchmark } from "./bench/blk.ts";
 import { netBenchmark } from "./bench/net.ts";
 import { memoryBenchmark } from "./bench/memory.ts";
 import { linuxBenchmark } from "./bench/linux_boot.ts";
-import { machineInfo } from "./bench/machine.ts";
+import { benchHostProblem, machineInfo } from "./bench/machine.ts";
 import { prepareTools } from "./bench/tools.ts";
 import { renderMarkdown, type Results } from "./bench/report_md.ts";
 import { renderSvg } from "./bench/report_svg.ts";
@@ -57,8 +59,13 @@ async function main(argv: string[]): Promise<number> {
   const unknown = only?.filter((id) => !BENCHMARKS.some((b) => b.id === id)) ?? [];
   if (unknown.length > 0) throw new Error(`unknown benchmark ${unknown.join(", ")}`);
 
-  const started = performance.now();
   const log = (line: string) => console.error(`bench: ${line}`);
+  const problem = benchHostProblem();
+  if (problem !== undefined) {
+    log(problem);
+    return 1;
+  }
+  const started = performance.now();
   log("preparing tools");
   const tools = await prepareTools(ROOT);
   const machine = await machineInfo(ROOT, tools.qemu);

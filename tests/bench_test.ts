@@ -1,3 +1,4 @@
+// lguest-test-needs: kvm
 /*T:795 The benchmark suite's own checks. The test guest must carry a
  * well-formed PVH note (owner "Xen", type 18, in a PT_NOTE segment) whose
  * entry lies in its code, and the launcher's ELF loader must find it; when

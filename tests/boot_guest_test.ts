@@ -1,3 +1,4 @@
+// lguest-test-needs: kvm
 /*T:200 The whole launcher, end to end, on the real /dev/kvm: build the test
  * guest, boot it with an initrd and a command line, and check every fact it
  * reports back against what we gave it. The guest runs in ring 0, which this

@@ -1,3 +1,4 @@
+// lguest-test-needs: kvm
 /*T:210 Every mistake a user can make on the command line must come back as
  * exactly one line on stderr that names the problem, and a non-zero exit,
  * before any guest runs. These run the real CLI in a subprocess. :*/

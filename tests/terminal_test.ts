@@ -1,3 +1,4 @@
+// lguest-test-needs: kvm
 /*T:220 The console on a real terminal. A pseudo-terminal (Python's pty
  * module drives it) stands in for the user: the launcher must put it in raw
  * mode while the guest runs, deliver keystrokes to the guest, stop the guest

@@ -1,3 +1,4 @@
+// lguest-test-needs: kvm
 /*T:535 virtio-blk end to end on the real /dev/kvm: a real image file with a
  * known pattern, the launcher run as a user runs it (--block=<file>), and
  * the test guest's driver reading, writing and flushing through it. What

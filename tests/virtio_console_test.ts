@@ -1,3 +1,4 @@
+// lguest-test-needs: kvm
 /*T:630 The virtio console end to end on the real /dev/kvm. The launcher
  * always adds it as the last virtio device. The test guest prints a line
  * through its transmitq and, asked to (lguest.hvc-echo=N), reads N bytes

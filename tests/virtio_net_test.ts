@@ -1,3 +1,4 @@
+// lguest-test-needs: kvm
 /*T:551 virtio-net end to end: the real launcher on the real /dev/kvm, run
  * inside a network namespace of the test's own, with --tunnet. The test
  * guest brings the card up, reads its MAC, posts receive buffers, sends an

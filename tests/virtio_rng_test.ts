@@ -1,3 +1,4 @@
+// lguest-test-needs: kvm
 /*T:240 virtio-rng end to end on the real /dev/kvm: the test guest finds
  * the device on its command line, brings it up in spec order, posts two
  * buffers, and sleeps in hlt until the irqfd interrupt says they came back.

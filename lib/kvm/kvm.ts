@@ -137,17 +137,21 @@ export class Kvm {
   }
 }
 
-/** Which KVM this host has: hardware virtualization or PVM (see ENVIRONMENT.md). */
+/**
+ * Which KVM this host has: none (no /dev/kvm), PVM (a /dev/kvm backed by
+ * the kvm_pvm module, which emulates guest ring 0) or hardware
+ * virtualization (see ENVIRONMENT.md). A host can have the kvm_pvm module
+ * loaded and still no /dev/kvm, so the device is looked for first.
+ */
 export function kvmFlavour(): "hardware" | "pvm" | "none" {
-  try {
-    Deno.statSync("/sys/module/kvm_pvm");
-    return "pvm";
-  } catch {
+  const exists = (path: string) => {
     try {
-      Deno.statSync("/dev/kvm");
-      return "hardware";
+      Deno.statSync(path);
+      return true;
     } catch {
-      return "none";
+      return false;
     }
-  }
+  };
+  if (!exists("/dev/kvm")) return "none";
+  return exists("/sys/module/kvm_pvm") ? "pvm" : "hardware";
 }

@@ -39,6 +39,31 @@ function loadAverage(): number {
   }
 }
 
+/** True inside the project's test VM (scripts/vm/run.ts), whose CPU is emulated by QEMU's TCG. */
+export function inTestVm(): boolean {
+  if (Deno.env.get("LGUEST_TEST_VM")) return true;
+  try {
+    return /(^|\s)lgvm\.job=/.test(Deno.readTextFileSync("/proc/cmdline"));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why this host cannot give figures worth reporting, or undefined when it
+ * can: without /dev/kvm there is nothing to measure, and inside the test VM
+ * every instruction is emulated, so its timings say nothing about lguest.
+ */
+export function benchHostProblem(): string | undefined {
+  if (inTestVm()) {
+    return "refusing to measure inside the test VM: QEMU's TCG emulates every instruction, so timings mean nothing; run on a host with KVM";
+  }
+  if (kvmFlavour() === "none") {
+    return "no /dev/kvm on this host: the benchmarks need KVM (the test VM's emulated timings are never reported)";
+  }
+  return undefined;
+}
+
 /** Collects the machine facts for the results. */
 export async function machineInfo(root: string, qemu: string | undefined): Promise<MachineInfo> {
   const head = await capture("git", ["rev-parse", "--short=12", "HEAD"], root) ?? "unknown";
