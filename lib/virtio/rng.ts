@@ -8,10 +8,20 @@
  * RNG_MAX_PER_REQUEST bytes; readable ones (the spec has the driver post
  * none) are neither read nor written. The used length is what we filled,
  * which is a prefix of the writable buffers: getrandom may return fewer
- * bytes than asked for a large buffer, so each is filled in a loop. :*/
+ * bytes than asked for a large buffer, so each is filled in a loop.
+ *
+ * Having emptied the ring, the device must ask for the next doorbell. With
+ * EVENT_IDX (which Linux always takes) the driver rings only when its avail
+ * index steps over avail_event, and nothing else moves avail_event: leave it
+ * at 0 and Linux's virtio_rng, which keeps one 64-byte buffer posted and
+ * posts the next when it has used that one up, rings for its first buffer
+ * and never again, so every read of /dev/hwrng after the first 64 bytes
+ * waits forever. So each drain ends with enableNotifications(true), which
+ * sets avail_event to the next index we will read, and drains again if a
+ * buffer slipped in before the driver could see it. :*/
 
 import { getrandomAt } from "../sys/calls.ts";
-import type { Virtqueue } from "./queue.ts";
+import type { Chain, Virtqueue } from "./queue.ts";
 import { VIRTIO_ID, type VirtioContext, type VirtioDevice } from "./device.ts";
 
 /** The most bytes we hand out per request (Linux asks for at most a page or so). */
@@ -39,29 +49,36 @@ export class RngDevice implements VirtioDevice {
     this.notify(0);
   }
 
-  /** Fills every posted buffer with random bytes. */
+  /** Fills every posted buffer with random bytes, then asks for the next doorbell. */
   notify(_queue: number): void {
     const ctx = this.#ctx;
     const q = this.#queue;
     if (ctx === undefined || q === undefined) return;
     let done = 0;
-    for (let chain = q.pop(); chain !== undefined; chain = q.pop()) {
-      let written = 0;
-      for (const seg of chain.writable) {
-        const len = Math.min(seg.len, RNG_MAX_PER_REQUEST - written);
-        if (len <= 0) break;
-        const host = ctx.memory.hostAddr(seg.addr, len, "rng buffer");
-        for (let got = 0; got < len;) {
-          const n = getrandomAt(host + BigInt(got), len - got);
-          if (n <= 0) throw new Error(`getrandom returned ${n}`);
-          got += n;
-        }
-        written += len;
+    do {
+      for (let chain = q.pop(); chain !== undefined; chain = q.pop()) {
+        q.pushUsed(chain.head, this.#fill(ctx, chain));
+        done++;
       }
-      q.pushUsed(chain.head, written);
-      done++;
-    }
+    } while (q.enableNotifications(true));
     if (done) ctx.used(0);
+  }
+
+  /** Fills a chain's writable buffers in order, up to RNG_MAX_PER_REQUEST bytes; returns how many. */
+  #fill(ctx: VirtioContext, chain: Chain): number {
+    let written = 0;
+    for (const seg of chain.writable) {
+      const len = Math.min(seg.len, RNG_MAX_PER_REQUEST - written);
+      if (len <= 0) break;
+      const host = ctx.memory.hostAddr(seg.addr, len, "rng buffer");
+      for (let got = 0; got < len;) {
+        const n = getrandomAt(host + BigInt(got), len - got);
+        if (n <= 0) throw new Error(`getrandom returned ${n}`);
+        got += n;
+      }
+      written += len;
+    }
+    return written;
   }
 
   /** Forgets the queue. */
