@@ -5,22 +5,56 @@
  * opens KVM and loads the kernel; start() then hands it the numbers it
  * needs. Stopping it is the delicate part, because the Worker may be deep
  * inside KVM_RUN with the guest halted. We raise the stop flag, set
- * kvm_run.immediate_exit so a fresh KVM_RUN returns at once, and send the
- * thread SIGUSR1, which makes a KVM_RUN in progress return EINTR. A SIGUSR1
- * listener is installed first: without one, Deno's default action for the
- * signal would end the whole process. :*/
+ * kvm_run.immediate_exit so a fresh KVM_RUN returns at once, and kick the
+ * thread with a signal, which makes a KVM_RUN in progress return EINTR. A
+ * signal is the only thing that brings KVM_RUN back to us while the guest
+ * sleeps in `hlt`: an interrupt would wake the guest, not end the call. A
+ * listener for the signal is installed first: without one, Deno's default
+ * action for it would end the whole process.
+ *
+ * The signal is SIGUSR2, and it must never be SIGUSR1. Deno (since 2.9.2)
+ * takes a SIGUSR1 that arrives more than half a second after start-up as a
+ * request to open V8's inspector, and starts a debugger server on
+ * 127.0.0.1:9229, listener or no listener. That server asks for no
+ * password: anyone on the machine who connects runs code as us, with our
+ * /dev/kvm and every permission we were given, so every stop would have
+ * handed the launcher to any local user. SIGUSR2 means nothing to Deno or
+ * V8; with our empty listener its only effect is the EINTR we want.
+ * KICK_SIGNAL below is the one place the signal is named, and
+ * tests/sys/kick_test.ts kicks a blocked thread with it and fails if the
+ * process then listens on any port. :*/
 
 import { at, getpid, tgkill } from "./sys/calls.ts";
 import { KVM_RUN } from "./kvm/structs.ts";
 import type { VcpuExit, VcpuInit, VcpuMessage } from "./vcpu_protocol.ts";
 
-const SIGUSR1 = 10;
+/**
+ * The signal that kicks a thread out of a blocking system call, by Deno's
+ * name and its Linux x86_64 number. Never SIGUSR1: that one opens Deno's
+ * debugger port (chapter L:410).
+ */
+export const KICK_SIGNAL: { readonly name: Deno.Signal; readonly number: number } = {
+  name: "SIGUSR2",
+  number: 12,
+};
+
 let kickListener = false;
 
 function ensureKickListener(): void {
   if (kickListener) return;
-  Deno.addSignalListener("SIGUSR1", () => {});
+  Deno.addSignalListener(KICK_SIGNAL.name, () => {});
   kickListener = true;
+}
+
+/**
+ * Interrupts thread `tid` of this process: a blocking system call it is
+ * in (KVM_RUN, poll) returns EINTR. Installs the listener first, so the
+ * signal can never end the process.
+ * @param tid the thread's id (gettid() on that thread)
+ */
+export function kickThread(tid: number): void {
+  ensureKickListener();
+  tgkill(getpid(), tid, KICK_SIGNAL.number);
 }
 
 /** A vCPU Worker: spawned (booting), then started (running the guest). */
@@ -88,7 +122,7 @@ export class VcpuThread {
     }
     if (this.#tid > 0) {
       try {
-        tgkill(getpid(), this.#tid, SIGUSR1);
+        kickThread(this.#tid);
       } catch {
         // The thread has already exited; nothing to interrupt.
       }
