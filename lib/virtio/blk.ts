@@ -76,6 +76,8 @@ export class BlockDevice implements VirtioDevice {
   readonly readOnly: boolean;
   /** The GET_ID answer (ASCII, at most 20 bytes). */
   readonly serial: string;
+  /** I/O threads besides the queue thread (see {@link BlockOptions.ioThreads}). */
+  readonly ioThreads: number;
   readonly #fd: number;
   readonly #ctl: Int32Array<SharedArrayBuffer>;
   readonly #worker: Worker;
@@ -113,6 +115,7 @@ export class BlockDevice implements VirtioDevice {
     if (!Number.isInteger(threads) || threads < 0 || threads > 16) {
       throw new RangeError(`ioThreads ${threads} is not from 0 to 16`);
     }
+    this.ioThreads = threads;
     const id = new Uint8Array(ID_BYTES);
     new TextEncoder().encodeInto(this.serial, id);
     this.#ctl = new Int32Array(new SharedArrayBuffer(4 * QCTL.WORDS));
@@ -205,6 +208,19 @@ export class BlockDevice implements VirtioDevice {
   /** The most requests that were with the I/O threads at once, since open. */
   get peakInFlight(): number {
     return Atomics.load(this.#ctl, QCTL.PEAK);
+  }
+
+  /** I/O threads that have started (the queue thread does every request itself until one has). */
+  get ioThreadsRunning(): number {
+    return Atomics.load(this.#ctl, QCTL.IO_UP);
+  }
+
+  /**
+   * True once the queue thread has set up, so that an activation is taken up at once (before, it waits for
+   * the thread to start; the I/O threads come later still, see {@link ioThreadsRunning}).
+   */
+  get started(): boolean {
+    return Atomics.load(this.#ctl, QCTL.UP) === 1;
   }
 
   /** True until everything notify() asked for is answered and everything the queue thread said is passed on. */

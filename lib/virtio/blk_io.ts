@@ -18,7 +18,13 @@
  * nothing to claim sleeps on a submission counter that we bump and notify.
  *
  * Completions come back through an eventfd that the queue's thread polls
- * alongside its doorbell; it then collects every DONE slot in one pass. :*/
+ * alongside its doorbell; it then collects every DONE slot in one pass.
+ *
+ * A thread takes a while to start (a Worker made by a Worker took Deno
+ * about a second here, on an idle host; a slow host adds to that). Each
+ * thread counts itself in a shared word once it can claim jobs, and until
+ * one has, the queue's thread does every request itself instead of leaving
+ * it in a slot nobody watches yet. :*/
 
 import { close, drainEventfd, eventfd } from "../sys/calls.ts";
 import type { IoVecs } from "../sys/iovec.ts";
@@ -36,6 +42,8 @@ export interface BlockIoOptions {
   threads: number;
   /** For messages, e.g. "virtio-blk (disk.img)". */
   name: string;
+  /** An int32 word each thread adds 1 to once it serves (default: a word of our own). */
+  up?: { buffer: SharedArrayBuffer; index: number };
 }
 
 /** One finished job: its slot and the result (bytes moved, or -errno). */
@@ -52,6 +60,9 @@ export class BlockIo {
   readonly #ints: Int32Array<SharedArrayBuffer>;
   readonly #nums: Float64Array<SharedArrayBuffer>;
   readonly #iov: BigUint64Array<SharedArrayBuffer>;
+  readonly #up: Int32Array<SharedArrayBuffer>;
+  readonly #upIndex: number;
+  #running = false;
   readonly #workers: Worker[] = [];
   readonly #free: number[] = [];
   readonly #busy = new Set<number>();
@@ -74,8 +85,18 @@ export class BlockIo {
     this.#nums = new Float64Array(this.#shared, l.numsAt, l.slots * SLOT.NUMS);
     this.#iov = new BigUint64Array(this.#shared, l.iovAt, l.slots * l.maxIovecs * 2);
     for (let i = l.slots - 1; i >= 0; i--) this.#free.push(i);
+    this.#up = new Int32Array(options.up?.buffer ?? this.#shared);
+    this.#upIndex = options.up?.index ?? SLOT.UP;
     this.doneFd = eventfd();
-    const init: WorkerInit = { shared: this.#shared, slots: l.slots, maxIovecs: l.maxIovecs, fd, doneFd: this.doneFd };
+    const init: WorkerInit = {
+      shared: this.#shared,
+      slots: l.slots,
+      maxIovecs: l.maxIovecs,
+      fd,
+      doneFd: this.doneFd,
+      up: this.#up.buffer,
+      upIndex: this.#upIndex,
+    };
     try {
       for (let t = 0; t < options.threads; t++) this.#spawn(init, `${options.name} I/O thread ${t}`);
     } catch (e) {
@@ -99,6 +120,12 @@ export class BlockIo {
   /** Set when every I/O thread has died: requests can no longer be served. */
   get failure(): string | undefined {
     return this.#failure;
+  }
+
+  /** True once a thread is ready to claim jobs: until then {@link submit} would leave them waiting. */
+  get running(): boolean {
+    if (!this.#running) this.#running = Atomics.load(this.#up, this.#upIndex) > 0;
+    return this.#running;
   }
 
   /** Jobs submitted and not yet collected. */

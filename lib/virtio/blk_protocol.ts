@@ -1,7 +1,8 @@
 /*V:330 The layout of the buffer a disk shares with its I/O threads, in one
  * place because both sides must agree on it to the byte:
  *
- *   control   SEQ (bumped per submission, the threads sleep on it), STOP
+ *   control   SEQ (bumped per submission, the threads sleep on it), STOP,
+ *             UP (threads serving, unless the owner counts them elsewhere)
  *   state     one word per slot: FREE, SUBMITTED, RUNNING, DONE
  *   ints      per slot: operation, iovec count
  *   nums      per slot: file offset, length, result (bytes or -errno)
@@ -21,6 +22,8 @@ export const SLOT = {
   SEQ: 0,
   /** ctl[STOP]: 1 asks the threads to exit. */
   STOP: 1,
+  /** ctl[UP]: threads that have started serving (when the owner gives no word of its own). */
+  UP: 2,
   /** Slot states. */
   FREE: 0,
   SUBMITTED: 1,
@@ -67,6 +70,10 @@ export interface WorkerInit {
   fd: number;
   /** The completion eventfd. */
   doneFd: number;
+  /** Holds the int32 word each thread adds 1 to once it is ready to claim jobs. */
+  up: SharedArrayBuffer;
+  /** Index of that word. */
+  upIndex: number;
 }
 
 const align8 = (n: number) => Math.ceil(n / 8) * 8;
@@ -97,16 +104,24 @@ export function slotLayout(slots: number, maxIovecs: number): SlotLayout {
  *   PEAK      the most requests that were in flight at once
  *   POSTED    messages the queue thread has posted
  *   CLOSED    1 once the queue thread has stopped its I/O threads
+ *   UP        1 once the queue thread has set up (it takes sessions then)
+ *   IO_UP     I/O threads that have started serving
  *
  * REQ and ACK make stopping safe without a lock: the main thread stores REQ
  * then reads ACK, the queue thread stores ACK then reads REQ, and with
  * sequentially consistent atomics at least one of them sees the other's
  * store; so either the queue thread never starts the old session, or the
- * main thread waits for it to end. :*/
+ * main thread waits for it to end. In the first case the main thread may
+ * already have activated the next session (and counted its kick in KICKS)
+ * by the time the queue thread gets to the old one's start message, so a
+ * session the queue thread did not serve must leave no trace: it only
+ * acknowledges it and lets go. DONE is written by the queue thread only
+ * while it serves a session, and by the main thread in reset, which
+ * follows the end of every session (a stop, or a failure it was told of). :*/
 
 /** Control word indices. */
 export const QCTL = {
-  WORDS: 8,
+  WORDS: 10,
   REQ: 0,
   ACK: 1,
   KICKS: 2,
@@ -115,6 +130,8 @@ export const QCTL = {
   PEAK: 5,
   POSTED: 6,
   CLOSED: 7,
+  UP: 8,
+  IO_UP: 9,
 } as const;
 
 /** The first message to the queue thread: the disk and how to serve it. */

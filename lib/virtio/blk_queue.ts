@@ -15,9 +15,11 @@
  * measured fastest by far, since any other thread only waits for the same
  * core. Given I/O threads (BlockOptions.ioThreads), it hands them the
  * requests that arrive together, so that several are in the kernel at
- * once. Anything that goes wrong (a rule the guest broke, or a bug of
- * ours) ends the session with a message to the main thread, which fails
- * the device; it never kills this thread. :*/
+ * once; but only once one of them has started, which takes a while after
+ * the disk is opened (blk_io.ts): until then it does them itself. Anything
+ * that goes wrong (a rule the guest broke, or a bug of ours) ends the
+ * session with a message to the main thread, which fails the device; it
+ * never kills this thread. :*/
 
 import { GuestMemory } from "../memory.ts";
 import { IoVecs } from "../sys/iovec.ts";
@@ -79,8 +81,15 @@ class QueueServer {
     this.#heldPtr = pointerTo(this.#held.raw);
     this.#pending = new Array(init.slots);
     this.#io = init.threads > 0
-      ? new BlockIo(init.fd, { slots: init.slots, maxIovecs: init.segMax, threads: init.threads, name: init.name })
+      ? new BlockIo(init.fd, {
+        slots: init.slots,
+        maxIovecs: init.segMax,
+        threads: init.threads,
+        name: init.name,
+        up: { buffer: init.ctl, index: QCTL.IO_UP },
+      })
       : undefined;
+    Atomics.store(this.#ctl, QCTL.UP, 1);
   }
 
   #post(kind: QueueReport["kind"], text: string): void {
@@ -89,26 +98,42 @@ class QueueServer {
     port.postMessage(report);
   }
 
-  /** Serves one session until the main thread asks us to stop or the guest breaks a rule. */
+  /**
+   * Serves one session until the main thread asks us to stop or the guest breaks a rule. A session the main
+   * thread withdrew before we got to it is only acknowledged: by now the main thread may have activated the
+   * next one, so we must not touch what it counts (DONE above all: KICKS may already hold the next
+   * session's kick, and publishing it would say that session was answered before we have even started it).
+   */
   run(s: QueueSession): void {
     const ctl = this.#ctl;
     this.#session = s.session;
     Atomics.store(ctl, QCTL.ACK, s.session);
     try {
-      if (Atomics.load(ctl, QCTL.REQ) === s.session) this.#serve(s);
-    } catch (e) {
-      this.#post("fail", e instanceof Error ? e.message : String(e));
+      if (Atomics.load(ctl, QCTL.REQ) !== s.session) return;
+      try {
+        this.#serve(s);
+      } catch (e) {
+        this.#post("fail", e instanceof Error ? e.message : String(e));
+      } finally {
+        this.#io?.cancelAll();
+        this.#pending.fill(undefined);
+        this.#heldReq = undefined;
+        Atomics.store(ctl, QCTL.INFLIGHT, 0);
+      }
     } finally {
-      this.#io?.cancelAll();
-      this.#pending.fill(undefined);
-      this.#heldReq = undefined;
-      Atomics.store(ctl, QCTL.INFLIGHT, 0);
-      Atomics.store(ctl, QCTL.DONE, Atomics.load(ctl, QCTL.KICKS));
       Atomics.store(ctl, QCTL.ACK, 0);
       Atomics.notify(ctl, QCTL.ACK);
     }
   }
 
+  /*V:348 What DONE promises: every kick counted in it was answered. So
+   * the count is read after the doorbell is drained and before the pass
+   * that looks at the ring: a kick that comes in between is either in the
+   * count (and its chain, posted before the kick, is in the pass) or still
+   * on the doorbell (and wakes us again). Read before the drain, a kick in
+   * between would be drained yet not counted, and the device would look
+   * busy forever with nothing left to do. The same goes for every sleep,
+   * the one for want of a free slot too. :*/
   #serve(s: QueueSession): void {
     const ctl = this.#ctl;
     const mem = GuestMemory.attach(BigInt(s.hostAddress), s.memSize);
@@ -119,8 +144,8 @@ class QueueServer {
     pfd[2] = this.#init.stopFd;
     pfd[4] = this.#io?.doneFd ?? -1;
     const onePtr = Deno.UnsafePointer.of(this.#one);
-    let kicks = Atomics.load(ctl, QCTL.KICKS);
     this.#drain(s.doorbell);
+    let kicks = Atomics.load(ctl, QCTL.KICKS);
     for (;;) {
       if (Atomics.load(ctl, QCTL.REQ) !== s.session) return;
       this.#answered = this.#collect(mem, q);
@@ -134,6 +159,7 @@ class QueueServer {
       Atomics.store(ctl, QCTL.INFLIGHT, inFlight);
       if (stalled) {
         this.#sleep();
+        kicks = Atomics.load(ctl, QCTL.KICKS);
         continue;
       }
       if (answered > 0 && this.#spin(q, s.session)) continue;
@@ -260,12 +286,12 @@ class QueueServer {
   }
 
   /**
-   * Without I/O threads does the request at once; otherwise holds the pass's first request and hands the rest
-   * (and then the held one) to the I/O threads. Returns 1 if the request was answered.
+   * Without I/O threads (or before one runs) does the request at once; otherwise holds the pass's first
+   * request and hands the rest (and then the held one) to the I/O threads. Returns 1 if it was answered.
    */
   #submit(mem: GuestMemory, q: Virtqueue, iov: IoVecs | undefined, p: Pending): number {
     const io = this.#io;
-    if (io === undefined) {
+    if (io === undefined || !io.running) {
       const own = iov ?? this.#held.clear();
       this.#finish(mem, q, p, this.#run(p, own, own === this.#held ? this.#heldPtr : this.#iovPtr));
       return 1;

@@ -1,7 +1,8 @@
-/*V:335 An I/O thread's whole life: sleep until the submission counter
- * moves, claim every job it can find, run it (blk_transfer.ts), mark it
- * DONE, and ring the completion eventfd. Marking comes before ringing, so
- * when the queue's thread wakes it is sure to see the job finished. :*/
+/*V:335 An I/O thread's whole life: say it is up, sleep until the
+ * submission counter moves, claim every job it can find, run it
+ * (blk_transfer.ts), mark it DONE, and ring the completion eventfd. Marking
+ * comes before ringing, so when the queue's thread wakes it is sure to see
+ * the job finished. :*/
 
 import { libc } from "../sys/libc.ts";
 import { Errno } from "../sys/errno.ts";
@@ -40,6 +41,7 @@ function serve(init: WorkerInit): void {
     }
   };
 
+  Atomics.add(new Int32Array(init.up), init.upIndex, 1);
   let next = 0;
   while (Atomics.load(ctl, SLOT.STOP) === 0) {
     const seq = Atomics.load(ctl, SLOT.SEQ);

@@ -63,6 +63,8 @@ async function withBenches(body: (rw: BlkBench, ro: BlkBench) => Promise<void>):
   const rw = BlkBench.create({ diskBytes: SECTORS * 512, ramBytes: RAM });
   const ro = BlkBench.create({ diskBytes: SECTORS * 512, ramBytes: RAM, readOnly: true, ioThreads: 2 });
   try {
+    await rw.ready();
+    await ro.ready();
     await body(rw, ro);
   } finally {
     await rw.close();

@@ -7,7 +7,12 @@
  * over (takeQueue): a real doorbell eventfd, a real eventfd in place of the
  * irqfd, whose signals are counted as interrupts, and a register image whose
  * interrupt status bit must be set before each one. With `wired: false` it
- * hands nothing over, and the device's own eventfds and ctx.used stand in. :*/
+ * hands nothing over, and the device's own eventfds and ctx.used stand in.
+ *
+ * Every wait is for a condition, bounded, and says what it was waiting
+ * for. Starting the device's threads is one wait (ready), answering a
+ * batch another (settle): on a slow host a thread takes seconds to start,
+ * and that must not be charged to the first batch. :*/
 
 import { GuestMemory } from "../../lib/memory.ts";
 import { bufferAddress, close, eventfd, POLL, pollOne, readAt } from "../../lib/sys/calls.ts";
@@ -50,6 +55,11 @@ export function cut(bytes: Uint8Array, pieces: number): Uint8Array[] {
   for (let at = 0; at < bytes.length; at += step) out.push(bytes.subarray(at, at + step));
   return out;
 }
+
+/** How long {@link BlkBench.ready} waits for the device's threads to start. */
+const READY_MS = 120_000;
+/** How long {@link BlkBench.settle} waits for one batch to be answered. */
+const SETTLE_MS = 20_000;
 
 /** A device on a temporary disk, its guest memory, loop and fake transport. */
 export class BlkBench {
@@ -182,13 +192,39 @@ export class BlkBench {
   }
 
   /**
+   * Waits until the device's queue thread has started and, unless told otherwise, every I/O thread too
+   * (failing after 120 s). Requests do not need the I/O threads (the queue thread does them itself until one
+   * runs), so only a test about those threads needs to wait for them.
+   */
+  async ready(options: { ioThreads?: boolean } = {}): Promise<void> {
+    const dev = this.dev;
+    const up = () => dev.started && (options.ioThreads === false || dev.ioThreadsRunning === dev.ioThreads);
+    const deadline = Date.now() + READY_MS;
+    while (!up()) {
+      if (Date.now() > deadline) {
+        throw new Error(
+          `${dev.name}: its threads did not start within ${READY_MS / 1000} s (queue thread ` +
+            `${dev.started ? "up" : "not up"}, ${dev.ioThreadsRunning} of ${dev.ioThreads} I/O threads up)`,
+        );
+      }
+      await new Promise<void>((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /**
    * Waits until the device has answered everything it was notified of (or failed) and every report and
    * interrupt has reached this thread (a hang fails the test after 20 s).
    */
   async settle(): Promise<void> {
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + SETTLE_MS;
     while (this.dev.busy) {
-      if (Date.now() > deadline) throw new Error(`device still busy: ${this.dev.inFlight} requests in flight`);
+      if (Date.now() > deadline) {
+        const dev = this.dev;
+        throw new Error(
+          `device still busy after ${SETTLE_MS / 1000} s: ${dev.inFlight} requests in flight (queue thread ` +
+            `${dev.started ? "up" : "not up"}, ${dev.ioThreadsRunning} of ${dev.ioThreads} I/O threads up)`,
+        );
+      }
       await new Promise<void>((resolve) => setTimeout(resolve, 1));
     }
     while (pollOne(this.#irqfd, POLL.IN, 0) !== 0) {
@@ -260,13 +296,14 @@ export function readData(b: BlkBench, head: number): Uint8Array {
   return out;
 }
 
-/** Runs `body` on a fresh bench, closing it afterwards. */
+/** Runs `body` on a fresh bench once its queue thread has started, closing it afterwards. */
 export async function bench(
   body: (b: BlkBench) => Promise<void>,
   options: Parameters<typeof BlkBench.create>[0] = {},
 ): Promise<void> {
   const b = BlkBench.create(options);
   try {
+    await b.ready({ ioThreads: false });
     await body(b);
   } finally {
     await b.close();

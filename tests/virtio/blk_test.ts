@@ -281,6 +281,7 @@ Deno.test("blk: a read the file can no longer satisfy (truncated under us) is an
 
 Deno.test("blk: many requests are in flight at once, more than the slots, all answered correctly", async () => {
   await bench(async (b) => {
+    await b.ready();
     const d = b.prepare({ size: 256 });
     const writes = new Map<number, number>();
     const reads = new Map<number, number>();
@@ -311,6 +312,7 @@ Deno.test("blk: many requests are in flight at once, more than the slots, all an
 
 Deno.test("blk: reset stops the device: no used entry or write of an old request lands after it", async () => {
   await bench(async (b) => {
+    await b.ready();
     const d = b.prepare({ size: 256, dataSize: 70 * MiB });
     const data = new Uint8Array(MiB);
     for (let k = 0; k < 64; k++) post(d, header(T.OUT, (k % 8) * 2048), { out: data.fill(k + 1), indirect: true });

@@ -6,13 +6,20 @@
  * leaves the device ready for the next activation. Behind the real
  * MmioTransport, the transport hands over the queue's doorbell (and takes
  * it back at reset), and the queue thread sets the used-buffer bit in
- * InterruptStatus before it writes the irqfd. :*/
+ * InterruptStatus before it writes the irqfd.
+ *
+ * Then what a slow host does to the threads, made to happen on any host
+ * by acting while they are still starting: activations withdrawn before
+ * the queue thread got to them must not make the device look done before
+ * the one that counts is answered, and requests that come before the I/O
+ * threads have started must not wait for them. :*/
 
 import assert from "node:assert/strict";
 import { VIRTIO_BLK_S, VIRTIO_BLK_T } from "../../lib/virtio/blk_request.ts";
 import { close, eventfd, POLL, pollOne, writeAll } from "../../lib/sys/calls.ts";
 import { MMIO_INT, MMIO_REG, MMIO_WINDOW, MmioTransport } from "../../lib/virtio/mmio.ts";
-import { bench, header, pattern, post, readData, status } from "./blk_harness.ts";
+import { bench, BlkBench, header, pattern, post, readData, status } from "./blk_harness.ts";
+import type { TestDriver } from "./driver.ts";
 
 const T = VIRTIO_BLK_T;
 const S = VIRTIO_BLK_S;
@@ -108,4 +115,75 @@ Deno.test("blk: behind MmioTransport the queue thread takes the doorbell, sets I
       close(irqfd);
     }
   });
+});
+
+Deno.test("blk: activations withdrawn before the queue thread got to them do not make the device look done", async () => {
+  // The queue thread is still starting, so every start message below waits in its queue, and each reset finds
+  // a session it has not acknowledged and does not wait. The thread then works through the withdrawn ones
+  // before it gets to the last: all that time the device must still look busy.
+  const b = BlkBench.create();
+  try {
+    const d = b.prepare();
+    for (let k = 0; k < 200; k++) {
+      b.start();
+      b.dev.reset();
+    }
+    const r = post(d, header(T.IN, 3), { inLen: 512 });
+    b.start();
+    // Watched without yielding, so that even a short wrong "done" is seen. The bound takes in the thread's
+    // start, which a slow host makes long.
+    const deadline = Date.now() + 120_000;
+    while (b.dev.busy) {
+      if (Date.now() > deadline) {
+        throw new Error(`the last activation was not answered within 120 s (queue thread up: ${b.dev.started})`);
+      }
+    }
+    assert.deepEqual(d.used().map((u) => u.id), [r], "not busy only once the last activation's request is answered");
+    await b.settle();
+    assert.equal(status(b, r), S.OK);
+    assert.deepEqual(readData(b, r), b.initial.subarray(3 * 512, 4 * 512));
+    assert.deepEqual(b.failures, []);
+  } finally {
+    await b.close();
+  }
+});
+
+Deno.test("blk: requests that come before the I/O threads have started do not wait for them", async () => {
+  const b = BlkBench.create({ ioThreads: 2 });
+  try {
+    const post4 = (d: TestDriver, first: number) =>
+      [0, 1, 2, 3].map((k) => post(d, header(T.IN, first + k), { inLen: 512 }));
+    const answered = async (heads: number[], first: number) => {
+      const deadline = Date.now() + 20_000;
+      while (b.dev.busy) {
+        const inFlight = b.dev.inFlight;
+        if (inFlight > 0 && b.dev.ioThreadsRunning === 0) {
+          assert.fail(`${inFlight} requests were left to I/O threads none of which had started`);
+        }
+        if (Date.now() > deadline) throw new Error(`device still busy: ${b.dev.inFlight} requests in flight`);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      await b.settle();
+      for (const [k, head] of heads.entries()) {
+        assert.equal(status(b, head), S.OK);
+        assert.deepEqual(readData(b, head), b.initial.subarray((first + k) * 512, (first + k + 1) * 512));
+      }
+    };
+    await b.ready({ ioThreads: false });
+    assert.equal(b.dev.ioThreadsRunning, 0, "the I/O threads start well after the queue thread");
+    const d = b.prepare();
+    const early = post4(d, 0);
+    b.start();
+    await answered(early, 0);
+    assert.equal(b.dev.peakInFlight, 0, "the queue thread did them itself");
+    await b.ready();
+    const d2 = b.activate({ base: 0x20000 });
+    const late = post4(d2, 8);
+    b.notify();
+    await answered(late, 8);
+    assert.ok(b.dev.peakInFlight > 1, "once they run, the I/O threads get the batch");
+    assert.deepEqual(b.failures, []);
+  } finally {
+    await b.close();
+  }
 });
