@@ -43,7 +43,8 @@ Options:
 
 Three Ctrl-C within one second stop the guest (exit status 2).
 LGUEST_KVM=<path> in the environment uses another KVM device node.
-Exit status: 0 when the guest shuts down or reboots, 1 on errors.
+Exit status: 0 when the guest shuts down or reboots, 1 on errors, 2 after three Ctrl-C,
+129/130/143 when stopped by SIGHUP/SIGINT/SIGTERM.
 
 Examples:
   lguest --initrd=initramfs.cpio.gz 256 bzImage console=ttyS0 earlyprintk=serial
