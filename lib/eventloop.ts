@@ -4,7 +4,9 @@
  * ready descriptor calls its handler. The wait itself runs on Deno's
  * blocking pool so the JavaScript event loop stays free for signals, Worker
  * messages and timers; a private eventfd lets anyone cut a wait short, which
- * is how handlers are added, removed, or the loop stopped. :*/
+ * is how handlers are added, removed, or the loop stopped. If the wait
+ * itself fails, nothing can be served any more: run() ends with that
+ * error instead of trying again. :*/
 
 import { close, drainEventfd, EPOLL, Epoll, eventfd, signalEventfd, SysError } from "./sys/mod.ts";
 
@@ -18,6 +20,7 @@ export class EventLoop {
   readonly #wakeFd: number;
   #running = false;
   #stopped = false;
+  #failure: { error: unknown } | undefined;
   /** Called when a handler throws; the default rethrows out of run(). */
   onError: ((e: unknown) => void) | undefined;
 
@@ -64,7 +67,13 @@ export class EventLoop {
     if (this.#running) signalEventfd(this.#wakeFd);
   }
 
-  /** Runs until stop(). */
+  /**
+   * Runs until stop().
+   * @throws SysError naming epoll_wait and the errno if the wait itself fails
+   * (a closed or replaced epoll fd): the loop ends rather than retrying at
+   * full speed; a wait a signal interrupted simply waits again. Also throws
+   * what a handler threw (without onError) or what fail() was given.
+   */
   async run(): Promise<void> {
     this.#running = true;
     try {
@@ -86,9 +95,21 @@ export class EventLoop {
           }
         }
       }
+      if (this.#failure !== undefined) throw this.#failure.error;
     } finally {
       this.#running = false;
     }
+  }
+
+  /**
+   * Ends run() with `error` after the current batch, like a handler that
+   * throws without onError. For host faults found where a throw would not
+   * reach run(): a timer, a signal listener, or device code that catches
+   * what it calls. The first error wins.
+   */
+  fail(error: unknown): void {
+    this.#failure ??= { error };
+    this.stop();
   }
 
   /** Ends run() after the current batch. */

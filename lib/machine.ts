@@ -209,9 +209,17 @@ export class Machine {
         verbose,
       });
       const running = loop.run();
-      const result = await Promise.race([this.#thread.done, running.then(() => this.#thread.done)]);
-      loop.stop();
-      await running;
+      let result: RunResult;
+      try {
+        result = await Promise.race([this.#thread.done, running.then(() => this.#thread.done)]);
+        loop.stop();
+        await running;
+      } catch (e) {
+        // The loop failed (its wait, an irqfd write, a handler): nothing serves the devices any more,
+        // so the vCPU is stopped too before they are torn down; the caller reports the error.
+        this.stop();
+        throw e;
+      }
       return this.#aborted ? { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" } : result;
     } finally {
       input.close();

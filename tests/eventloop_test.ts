@@ -7,12 +7,21 @@
  * which is a failure, not a timing assertion. Covered: delivery and the
  * event bits, stop() from a handler and from outside, a regular file being
  * refused, remove() really ending delivery, modify(), and the two error
- * policies (onError reports and continues; without it run() rejects). :*/
+ * policies (onError reports and continues; without it run() rejects), and
+ * fail(), which ends run() with an error found outside any handler. The
+ * wait itself failing is neither: its epoll fd is swapped for an eventfd
+ * under the running loop, and run() must end within a second with the
+ * error, after which the process must sit idle, not retry at full speed. A
+ * real signal on the waiting pool thread (EINTR) must change nothing. :*/
 
 import assert from "node:assert/strict";
 import { EventLoop } from "../lib/eventloop.ts";
-import { close, eventfd, O, open, read, write } from "../lib/sys/calls.ts";
+import { close, eventfd, getpid, O, open, read, tgkill, write } from "../lib/sys/calls.ts";
 import { EPOLL } from "../lib/sys/epoll.ts";
+import { SysError } from "../lib/sys/errno.ts";
+import { cpuSeconds, replaceWithEventfd, untilWaiting, withNewEpollFd } from "./helpers/epoll_probe.ts";
+
+const SIGUSR2 = 12;
 
 const one = () => new Uint8Array(new BigUint64Array([1n]).buffer);
 const drain = (fd: number) => read(fd, new BigUint64Array(1));
@@ -249,5 +258,91 @@ Deno.test("eventloop: without onError, a throwing handler rejects run()", async 
   } finally {
     loop.close();
     close(fd);
+  }
+});
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+Deno.test("eventloop: a failing epoll_wait ends run() at once with one line naming epoll_wait and the errno; no spin", async () => {
+  const { value: loop, epfd } = withNewEpollFd(() => new EventLoop());
+  const handlerErrors: unknown[] = [];
+  loop.onError = (e) => handlerErrors.push(e); // only for handlers: a failed wait still ends run()
+  let outcome: unknown = "still running";
+  let settledAt = Infinity;
+  const running = loop.run().then(
+    () => outcome = "resolved",
+    (e: unknown) => outcome = e,
+  ).finally(() => settledAt = performance.now());
+  try {
+    await untilWaiting(epfd);
+    replaceWithEventfd(epfd);
+    // The blocked wait still holds the old epoll: the wake fd ends it, and the next wait meets the eventfd.
+    const broke = performance.now();
+    loop.wake();
+    const cpuBefore = cpuSeconds();
+    await sleep(500);
+    const cpuMs = Math.round((cpuSeconds() - cpuBefore) * 1000);
+    assert.ok(outcome instanceof SysError, `run() has not ended (${String(outcome)}); ${cpuMs} ms CPU in 500 ms`);
+    assert.ok(settledAt - broke < 1000, `ended ${Math.round(settledAt - broke)} ms after the fd broke`);
+    assert.equal(outcome.call, "epoll_wait");
+    assert.equal(outcome.code, "EINVAL");
+    assert.equal(outcome.message, `epoll_wait on epoll fd ${epfd} failed: EINVAL`);
+    assert.doesNotMatch(outcome.message, /\n/);
+    assert.deepEqual(handlerErrors, []);
+    assert.ok(cpuMs < 150, `${cpuMs} ms CPU in the 500 ms after the failure: the loop is spinning`);
+  } finally {
+    loop.stop(); // ends a loop that is still retrying
+    await Promise.race([running, sleep(1000)]);
+    loop.close();
+  }
+});
+
+Deno.test("eventloop: a signal landing on the pool thread in epoll_wait (EINTR) does not end run()", async () => {
+  const { value: loop, epfd } = withNewEpollFd(() => new EventLoop());
+  const fd = eventfd();
+  const onSignal = () => {};
+  Deno.addSignalListener("SIGUSR2", onSignal);
+  let calls = 0;
+  try {
+    loop.add(fd, EPOLL.IN, () => {
+      calls++;
+      drain(fd);
+      loop.stop();
+    });
+    let outcome: unknown = "running";
+    const ended = loop.run().then(() => outcome = "resolved", (e: unknown) => outcome = e);
+    const [tid] = await untilWaiting(epfd);
+    tgkill(getpid(), tid!, SIGUSR2);
+    // The signal ends that wait at once; run() waits again (on whichever pool thread), and
+    // the eventfd is then served as usual.
+    await sleep(50);
+    assert.equal(outcome, "running", "the interrupted wait ended run()");
+    await untilWaiting(epfd);
+    write(fd, one());
+    await ended;
+    assert.equal(outcome, "resolved");
+    assert.equal(calls, 1);
+  } finally {
+    Deno.removeSignalListener("SIGUSR2", onSignal);
+    loop.close();
+    close(fd);
+  }
+});
+
+Deno.test("eventloop: fail() from outside a handler (a timer) ends run() with that error; the first one wins", async () => {
+  const loop = new EventLoop();
+  try {
+    const first = new Error("irqfd gone");
+    const timer = setTimeout(() => {
+      loop.fail(first);
+      loop.fail(new Error("second"));
+    }, 0);
+    try {
+      await assert.rejects(loop.run(), (e: unknown) => e === first);
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    loop.close();
   }
 });

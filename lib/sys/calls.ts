@@ -213,12 +213,39 @@ export function eventfd(initval = 0, flags: number = EFD.NONBLOCK | EFD.CLOEXEC)
   return checked(libc.eventfd(initval, flags), "eventfd");
 }
 
-const EVENTFD_ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
+/*S:125 An eventfd is our doorbell and our interrupt line (an irqfd is an
+ * eventfd KVM listens to): writing 1 adds to its counter and wakes whoever
+ * waits. Only two answers are not errors. Eight bytes written is the usual
+ * one. EAGAIN means the counter sits at its ceiling, 0xffff_ffff_ffff_fffe:
+ * it is far from zero, so the fd is already readable and whoever waits on it
+ * is already woken (KVM, for an irqfd, already has the interrupt pending).
+ * Every reader here drains the counter whole, so the lost increment changes
+ * nothing, and we must not wait for room either: the reader may be us. Any
+ * other failure (a closed fd, one not open for writing) would be a lost
+ * wake-up or a lost interrupt, a guest hung with no word why, so it is
+ * thrown, naming the fd and the errno. :*/
+
+const EVENTFD_ONE = new BigUint64Array(new ArrayBuffer(8)).fill(1n);
+// An ArrayBuffer's memory never moves, so the pointer can be kept.
+const eventfdOne = Deno.UnsafePointer.of(EVENTFD_ONE);
 const eventfdScratch = new BigUint64Array(1);
 
-/** Adds 1 to an eventfd's counter, waking whoever polls it. */
-export function signalEventfd(fd: number): void {
-  writeAll(fd, EVENTFD_ONE);
+/**
+ * Adds 1 to an eventfd's counter, waking whoever polls it. A counter
+ * already at its ceiling is left there (the fd is readable already).
+ * @param fd a non-blocking eventfd
+ * @param what what the fd is, for errors (e.g. `"virtio-net irqfd"`)
+ * @throws SysError naming the write, the fd and the errno
+ */
+export function signalEventfd(fd: number, what = "eventfd"): void {
+  const n = Number(libc.write(fd, eventfdOne, 8n));
+  if (n === 8) return;
+  if (n < 0) {
+    const e = lastErrno();
+    if (e === Errno.EAGAIN) return;
+    throw new SysError("write", e, `${what} ${fd}`);
+  }
+  throw new Error(`write on ${what} ${fd} wrote ${n} of 8 bytes`);
 }
 
 /** Reads an eventfd's counter back to 0 (nothing to do if it already is: the fd is non-blocking). */

@@ -5,7 +5,7 @@
  * (signals, Worker messages, timers) keeps turning while it waits. :*/
 
 import { lastErrno, libc } from "./libc.ts";
-import { SysError } from "./errno.ts";
+import { Errno, SysError } from "./errno.ts";
 import { close } from "./calls.ts";
 
 /** epoll event bits. */
@@ -76,24 +76,36 @@ export class Epoll {
     return out;
   }
 
-  /** Reports ready fds without waiting. */
+  /** Reports ready fds without waiting; throws SysError naming epoll_wait and the errno. */
   poll(): Ready[] {
     const n = libc.epoll_wait(this.#fd, Deno.UnsafePointer.of(this.#events), this.#max, 0);
     if (n < 0) {
       const e = lastErrno();
-      if (e === 4) return [];
+      if (e === Errno.EINTR) return [];
       throw new SysError("epoll_wait", e, `epoll fd ${this.#fd}`);
     }
     return this.#collect(n);
   }
 
+  /*S:145 The wait that runs on a pool thread leaves its errno on that
+   * thread, and the next call on the pool may run anywhere: from here the
+   * number cannot be read. So a failed wait is asked again, synchronously
+   * and without sleeping, on this thread. The errors epoll_wait can give
+   * (EBADF, EINVAL, EFAULT) follow from its arguments, which have not
+   * changed, so the repeat fails the same way and its errno is ours to read.
+   * The one that does not is EINTR, a signal that happened to land on the
+   * pool thread: then the repeat succeeds, and whatever it finds ready is
+   * the answer. Reporting nothing instead would have the caller wait again
+   * at once, fail again at once, and spin a core forever. :*/
+
   /**
-   * Waits up to `timeoutMs` (-1: forever) on a pool thread. An interrupted
-   * or failed wait reports nothing; the caller's loop simply waits again.
+   * Waits up to `timeoutMs` (-1: forever) on a pool thread. A wait a signal
+   * interrupted reports what is ready now (often nothing).
+   * @throws SysError naming epoll_wait and the errno if the wait fails
    */
   async wait(timeoutMs: number): Promise<Ready[]> {
     const n = await libc.epoll_wait_async(this.#fd, Deno.UnsafePointer.of(this.#events), this.#max, timeoutMs);
-    return n > 0 ? this.#collect(n) : [];
+    return n >= 0 ? this.#collect(n) : this.poll();
   }
 
   /** Closes the epoll fd; safe to call twice. */

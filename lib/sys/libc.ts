@@ -4,8 +4,9 @@
  * against the man page. The vCPU Worker imports this module too and so gets
  * its own handle; errno is thread-local, and every call here is synchronous,
  * so errno is read on the thread that made the call. The one exception is
- * epoll_wait_async, which runs on Deno's blocking pool and whose errno we
- * therefore never read. :*/
+ * epoll_wait_async, which runs on Deno's blocking pool: its errno stays on
+ * a pool thread we cannot reach, so a failed wait is repeated synchronously
+ * to learn why (S:145). :*/
 
 const SYMBOLS = {
   __errno_location: { parameters: [], result: "pointer" }, // int *__errno_location(void)

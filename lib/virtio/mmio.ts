@@ -50,7 +50,7 @@ export interface MmioTransportOptions {
   memory: GuestMemory;
   /** The main event loop (handed to the device). */
   loop: EventLoop;
-  /** Raise the device's interrupt (an irqfd write). */
+  /** Raise the device's interrupt (an irqfd write); a throw ends the run through `loop.fail`. */
   interrupt: () => void;
   /** The shared register image (MMIO_WINDOW bytes). */
   image: SharedArrayBuffer;
@@ -349,9 +349,21 @@ export class MmioTransport {
     if (this.#active && vq !== undefined && vq.needsInterrupt()) this.#interrupt(MMIO_INT.VRING);
   }
 
+  /*V:255 Raising the interrupt is a write to the device's irqfd, and if
+   * that write fails the guest never hears of the buffers we just gave back
+   * and waits for ever with no word why. That is the host's fault, not the
+   * guest's, so it must not become "device needs reset" (which would need
+   * an interrupt too), and a throw would land in whatever device code
+   * called us, or in a timer. Instead the main loop is told to end the run
+   * with one line naming the device and the errno. :*/
   #interrupt(bits: number): void {
     Atomics.or(this.#image.words, ISR, bits);
-    this.#opts.interrupt();
+    try {
+      this.#opts.interrupt();
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      this.#opts.loop.fail(new Error(`${this.device.name}: cannot raise its interrupt: ${why}`, { cause: e }));
+    }
   }
 
   /** The driver rang queue `queue`'s doorbell. */

@@ -107,7 +107,7 @@ export class MmioDevices {
         memory,
         loop,
         image: slot.image,
-        interrupt: () => signalEventfd(irqFd),
+        interrupt: () => signalEventfd(irqFd, "irqfd"),
         log,
         wiring: { doorbells, irqfd: irqFd, watch },
       });

@@ -5,14 +5,18 @@
  * scatter/gather I/O must land each buffer's bytes where the file says they
  * belong (checked by reading the file back through Deno, not through us);
  * the EAGAIN convention (-1, not an exception) must hold for every
- * non-blocking read and write path. No mocks: temp files, a FIFO and
- * eventfds are cheap and real. :*/
+ * non-blocking read and write path. Signalling an eventfd is the exception:
+ * a full counter is already signalled, so that is neither -1 nor a wait,
+ * while every other failure is thrown, since ignoring it would lose an
+ * interrupt. No mocks: temp files, a FIFO and eventfds are cheap and
+ * real. :*/
 
 import assert from "node:assert/strict";
 import {
   bufferAddress,
   close,
   cString,
+  drainEventfd,
   EFD,
   eventfd,
   F,
@@ -43,7 +47,9 @@ import {
   readAt,
   readv,
   setNonBlocking,
+  signalEventfd,
   socket,
+  socketpair,
   tgkill,
   write,
   writeAll,
@@ -201,6 +207,78 @@ Deno.test("sys: a full eventfd counter makes a non-blocking write return -1", ()
     assert.equal(write(fd, u64(0xffff_ffff_ffff_fffen)), 8, "the largest value the counter can hold");
     assert.equal(write(fd, u64(1n)), -1, "EAGAIN convention");
   } finally {
+    close(fd);
+  }
+});
+
+Deno.test("sys: signalEventfd adds 1; a closed, read-only or broken fd throws naming write, the fd and the errno", () => {
+  const fd = eventfd();
+  try {
+    signalEventfd(fd);
+    signalEventfd(fd, "doorbell");
+    const got = new BigUint64Array(1);
+    assert.equal(read(fd, got), 8);
+    assert.equal(got[0], 2n);
+  } finally {
+    close(fd);
+  }
+  // Each of these would be a lost interrupt if it were ignored.
+  const gone = eventfd();
+  close(gone);
+  throwsSys(() => signalEventfd(gone), "write", "EBADF", `eventfd ${gone}`);
+  const e = throwsSys(() => signalEventfd(BAD_FD, "virtio-net irqfd"), "write", "EBADF", `virtio-net irqfd ${BAD_FD}`);
+  assert.equal(e.message, `write on virtio-net irqfd ${BAD_FD} failed: EBADF`);
+  const readOnly = open("/dev/null", O.RDONLY);
+  try {
+    throwsSys(() => signalEventfd(readOnly, "read-only fd"), "write", "EBADF", `read-only fd ${readOnly}`);
+  } finally {
+    close(readOnly);
+  }
+  const AF_UNIX = 1;
+  const SOCK_STREAM = 1;
+  const [end, peer] = socketpair(AF_UNIX, SOCK_STREAM);
+  close(peer);
+  try {
+    throwsSys(() => signalEventfd(end, "lonely socket"), "write", "EPIPE", `lonely socket ${end}`);
+  } finally {
+    close(end);
+  }
+});
+
+Deno.test("sys: signalEventfd on a counter at its ceiling returns at once and leaves the counter there", async () => {
+  const CEILING = 0xffff_ffff_ffff_fffen;
+  const fd = eventfd();
+  const worker = new Worker(new URL("../helpers/signal_eventfd_worker.ts", import.meta.url).href, { type: "module" });
+  const answers: string[] = [];
+  let answered: () => void = () => {};
+  worker.onmessage = (ev: MessageEvent<string>) => {
+    answers.push(ev.data);
+    answered();
+  };
+  const next = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      answered = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  try {
+    await next(10_000);
+    assert.deepEqual(answers, ["ready"]);
+    assert.equal(write(fd, u64(CEILING)), 8);
+    worker.postMessage(fd);
+    await next(1000);
+    const blocked = answers.length === 1;
+    // A call that waits for room would wait for ever: make room so the Worker can finish.
+    if (blocked) drainEventfd(fd);
+    assert.ok(!blocked, "signalEventfd waited for room in the counter");
+    assert.deepEqual(answers, ["ready", "returned"], "EAGAIN means already signalled, not an error");
+    const got = new BigUint64Array(1);
+    assert.equal(read(fd, got), 8);
+    assert.equal(got[0], CEILING, "the counter is still at its ceiling");
+  } finally {
+    worker.terminate();
     close(fd);
   }
 });

@@ -5,12 +5,19 @@
  * eventfds at once and check that exactly the right fd comes back with the
  * right bits, through poll() and through the pool-thread wait(), and that
  * modify/remove change what is reported. Regular files cannot be polled and
- * the kernel says EPERM; the event loop relies on that exact code. :*/
+ * the kernel says EPERM; the event loop relies on that exact code. A wait
+ * that fails must say why although its errno was left on a pool thread:
+ * the epoll fd is swapped for an eventfd under it (EINVAL), and a real
+ * signal is sent to the very thread blocked in the wait (EINTR, which is
+ * not an error). :*/
 
 import assert from "node:assert/strict";
 import { EPOLL, Epoll } from "../../lib/sys/epoll.ts";
-import { close, eventfd, fcntl, O, open, read, write } from "../../lib/sys/calls.ts";
+import { close, eventfd, fcntl, getpid, O, open, read, tgkill, write } from "../../lib/sys/calls.ts";
 import { SysError } from "../../lib/sys/errno.ts";
+import { replaceWithEventfd, untilWaiting, withNewEpollFd } from "../helpers/epoll_probe.ts";
+
+const SIGUSR2 = 12;
 
 const ONE = () => new Uint8Array(new BigUint64Array([1n]).buffer);
 
@@ -151,7 +158,49 @@ Deno.test("epoll: close() is safe twice and later calls fail cleanly", async () 
   ep.close();
   assert.throws(() => ep.poll(), (e: unknown) => e instanceof SysError && e.code === "EBADF");
   assert.throws(() => ep.add(0, EPOLL.IN), (e: unknown) => e instanceof SysError && e.code === "EBADF");
-  assert.deepEqual(await ep.wait(0), [], "a failed wait reports nothing");
+  await assert.rejects(
+    ep.wait(0),
+    (e: unknown) => e instanceof SysError && e.call === "epoll_wait" && e.code === "EBADF",
+    "a failed wait is an error, not an empty batch to wait again after",
+  );
+});
+
+Deno.test("epoll: a wait on an fd that is no longer an epoll rejects with EINVAL, naming epoll_wait and the fd", async () => {
+  const { value: ep, epfd } = withNewEpollFd(() => new Epoll());
+  try {
+    replaceWithEventfd(epfd);
+    // The errno belongs to the pool thread that ran the wait; wait() must still name it.
+    await assert.rejects(ep.wait(-1), (e: unknown) => {
+      assert.ok(e instanceof SysError, String(e));
+      assert.equal(e.call, "epoll_wait");
+      assert.equal(e.code, "EINVAL");
+      assert.equal(e.message, `epoll_wait on epoll fd ${epfd} failed: EINVAL`);
+      return true;
+    });
+  } finally {
+    ep.close();
+  }
+});
+
+Deno.test("epoll: a signal that interrupts the wait on its pool thread (EINTR) is not an error", async () => {
+  const { value: ep, epfd } = withNewEpollFd(() => new Epoll());
+  const fd = eventfd();
+  const onSignal = () => {};
+  Deno.addSignalListener("SIGUSR2", onSignal);
+  try {
+    ep.add(fd, EPOLL.IN);
+    const pending = ep.wait(-1);
+    const [tid] = await untilWaiting(epfd);
+    tgkill(getpid(), tid!, SIGUSR2);
+    // Nothing is ready, so only the interruption can end this wait.
+    assert.deepEqual(await pending, []);
+    write(fd, ONE());
+    assert.deepEqual(await ep.wait(-1), [{ fd, events: EPOLL.IN }], "the next wait works");
+  } finally {
+    Deno.removeSignalListener("SIGUSR2", onSignal);
+    close(fd);
+    ep.close();
+  }
 });
 
 Deno.test("epoll: the user word carries large fd numbers intact", () => {

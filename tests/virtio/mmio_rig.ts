@@ -138,6 +138,8 @@ export interface MmioRigOptions {
   shared?: { mem: GuestMemory; loop: EventLoop };
   /** Recorder options (the wrapped device is a fresh RngDevice). */
   recorder?: RecorderOptions;
+  /** Also called for each interrupt raised, after it is counted (e.g. a real irqfd write). */
+  interrupt?: () => void;
 }
 
 /** One device behind a real transport, played from the driver's side. */
@@ -168,7 +170,10 @@ export class MmioRig {
       memory: this.mem,
       loop: this.loop,
       image: this.image,
-      interrupt: () => this.interrupts++,
+      interrupt: () => {
+        this.interrupts++;
+        options.interrupt?.();
+      },
       log: (line, always) => this.logs.push({ line, always: always ?? false }),
     });
   }

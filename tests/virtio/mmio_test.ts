@@ -9,13 +9,16 @@
  * of two; a ring misaligned or not inside RAM) is refused both ways: it
  * never reads back ready, and the device is failed with DEVICE_NEEDS_RESET
  * and a message naming the queue and the rule, so a driver that does not
- * read back cannot go on with it either. :*/
+ * read back cannot go on with it either. An interrupt the host cannot raise
+ * is not the guest's fault: it fails the run, not the device. :*/
 
 import assert from "node:assert/strict";
 import { bit, VIRTIO_F, VIRTIO_ID, VIRTIO_STATUS } from "../../lib/virtio/device.ts";
 import { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR } from "../../lib/virtio/mmio_regs.ts";
 import { MailboxClient, MailboxServer, MmioProxy } from "../../lib/virtio/mmio_proxy.ts";
 import { VRING_DESC_F_WRITE } from "../../lib/virtio/queue.ts";
+import { close, O, open, signalEventfd } from "../../lib/sys/calls.ts";
+import { SysError } from "../../lib/sys/errno.ts";
 import { TestDriver } from "./driver.ts";
 import { DRIVER_FEATURES, MmioRig, type MmioRigOptions } from "./mmio_rig.ts";
 
@@ -302,6 +305,31 @@ Deno.test("mmio: a bad queue size or a ring outside RAM fails the device and the
         assert.equal(rig.device.activations, 0);
       }),
     );
+  }
+});
+
+Deno.test("mmio: an irqfd that cannot be written ends the run with one line naming the device and the errno", async () => {
+  // A descriptor open only for reading: every write to it fails with EBADF, as a closed irqfd's would.
+  const irqfd = open("/dev/null", O.RDONLY);
+  try {
+    await withRig(async (rig) => {
+      const d = driver(rig);
+      rig.bringUp(d);
+      d.add([], [8]);
+      rig.w(R.QUEUE_NOTIFY, 0);
+      assert.equal(rig.interrupts, 1, "the device answered and tried to interrupt");
+      assert.equal(d.used().length, 1);
+      assert.equal(rig.status, ALL, "the host's fault is not the device's: no DEVICE_NEEDS_RESET");
+      assert.doesNotMatch(rig.logText(), /needs reset/);
+      await assert.rejects(rig.loop.run(), (e: unknown) => {
+        assert.ok(e instanceof Error);
+        assert.equal(e.message, `virtio-rng: cannot raise its interrupt: write on irqfd ${irqfd} failed: EBADF`);
+        assert.ok(e.cause instanceof SysError && e.cause.code === "EBADF");
+        return true;
+      });
+    }, { interrupt: () => signalEventfd(irqfd, "irqfd") })();
+  } finally {
+    close(irqfd);
   }
 });
 
