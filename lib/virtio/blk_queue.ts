@@ -23,6 +23,7 @@
 
 import { GuestMemory } from "../memory.ts";
 import { IoVecs } from "../sys/iovec.ts";
+import { drainEventfd, signalEventfd } from "../sys/calls.ts";
 import { lastErrno, libc } from "../sys/libc.ts";
 import { Errno, errnoName } from "../sys/errno.ts";
 import { type Chain, Virtqueue } from "./queue.ts";
@@ -64,8 +65,6 @@ class QueueServer {
   readonly #heldPtr: Deno.PointerObject;
   readonly #pending: Array<Pending | undefined>;
   readonly #pfd = new Int32Array(6);
-  readonly #scratch = new BigUint64Array(1);
-  readonly #one = new BigUint64Array([1n]);
   #session = 0;
   #heldReq: Pending | undefined;
   /** Requests answered in the current pass. */
@@ -143,7 +142,6 @@ class QueueServer {
     pfd[0] = s.doorbell;
     pfd[2] = this.#init.stopFd;
     pfd[4] = this.#io?.doneFd ?? -1;
-    const onePtr = Deno.UnsafePointer.of(this.#one);
     this.#drain(s.doorbell);
     let kicks = Atomics.load(ctl, QCTL.KICKS);
     for (;;) {
@@ -153,7 +151,7 @@ class QueueServer {
       const answered = this.#answered;
       if (answered > 0 && q.needsInterrupt()) {
         if (isr !== undefined && s.isr !== undefined) Atomics.or(isr, s.isr.word, s.isr.bit);
-        libc.write(s.irqfd, onePtr, 8n);
+        signalEventfd(s.irqfd, `${this.#init.name} irqfd`);
       }
       const inFlight = this.#io?.inFlight ?? 0;
       Atomics.store(ctl, QCTL.INFLIGHT, inFlight);
@@ -202,7 +200,7 @@ class QueueServer {
   }
 
   #drain(fd: number): void {
-    libc.read(fd, Deno.UnsafePointer.of(this.#scratch), 8n);
+    drainEventfd(fd);
   }
 
   /*V:345 One pass over the ring: pop until it is empty, the main thread

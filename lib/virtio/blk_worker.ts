@@ -4,7 +4,7 @@
  * comes before ringing, so when the queue's thread wakes it is sure to see
  * the job finished. :*/
 
-import { libc } from "../sys/libc.ts";
+import { signalEventfd } from "../sys/calls.ts";
 import { Errno } from "../sys/errno.ts";
 import { flush, pointerTo, transfer } from "./blk_transfer.ts";
 import { IO_OP, SLOT, slotLayout, type WorkerInit } from "./blk_protocol.ts";
@@ -17,8 +17,6 @@ function serve(init: WorkerInit): void {
   const ints = new Int32Array(init.shared, l.intsAt, l.slots * SLOT.INTS);
   const nums = new Float64Array(init.shared, l.numsAt, l.slots * SLOT.NUMS);
   const iov = new BigUint64Array(init.shared, l.iovAt, l.slots * l.maxIovecs * 2);
-  const one = new BigUint64Array([1n]);
-  const onePtr = Deno.UnsafePointer.of(one);
 
   const iovPtr = pointerTo(iov);
   const slotPtrs = Array.from(
@@ -53,7 +51,7 @@ function serve(init: WorkerInit): void {
       nums[slot * SLOT.NUMS + SLOT.RESULT] = run(slot);
       Atomics.store(state, slot, SLOT.DONE);
       Atomics.notify(state, slot);
-      libc.write(init.doneFd, onePtr, 8n);
+      signalEventfd(init.doneFd, "blk completion eventfd");
       next = slot + 1;
       found = true;
     }

@@ -36,6 +36,8 @@ export interface BlkBenchOptions extends BlockOptions {
   ramBytes?: number;
   /** Hand the device a doorbell and an irqfd through takeQueue (default true). */
   wired?: boolean;
+  /** The irqfd handed over instead of the bench's own (e.g. one that cannot be written). */
+  irqfd?: number;
 }
 
 /** The request header bytes: type, reserved, sector. */
@@ -88,6 +90,7 @@ export class BlkBench {
   readonly #wired: boolean;
   readonly #doorbell: number;
   readonly #irqfd: number;
+  readonly #irqfdOverride: number | undefined;
   readonly #image = new SharedArrayBuffer(MMIO_WINDOW);
   readonly #isr = new Int32Array(this.#image, MMIO_REG.INTERRUPT_STATUS, 1);
   readonly #drain = new BigUint64Array(1);
@@ -99,7 +102,9 @@ export class BlkBench {
     dev: BlockDevice,
     ramBytes: number,
     wired: boolean,
+    irqfdOverride: number | undefined,
   ) {
+    this.#irqfdOverride = irqfdOverride;
     this.#dir = dir;
     this.path = path;
     this.initial = initial;
@@ -128,7 +133,7 @@ export class BlkBench {
     for (let i = 0; i < initial.length; i++) initial[i] = diskPattern(i);
     Deno.writeFileSync(path, initial);
     const dev = BlockDevice.open(path, options);
-    return new BlkBench(dir, path, initial, dev, options.ramBytes ?? 1024 * 1024, options.wired ?? true);
+    return new BlkBench(dir, path, initial, dev, options.ramBytes ?? 1024 * 1024, options.wired ?? true, options.irqfd);
   }
 
   /** The transport's side of the device, as MmioTransport would give it. */
@@ -152,7 +157,7 @@ export class BlkBench {
       ...ctx,
       takeQueue: () => ({
         doorbell: this.#doorbell,
-        irqfd: this.#irqfd,
+        irqfd: this.#irqfdOverride ?? this.#irqfd,
         image: this.#image,
         isrWord: MMIO_REG.INTERRUPT_STATUS / 4,
         usedBit: MMIO_INT.VRING,

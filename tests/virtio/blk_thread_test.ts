@@ -16,7 +16,7 @@
 
 import assert from "node:assert/strict";
 import { VIRTIO_BLK_S, VIRTIO_BLK_T } from "../../lib/virtio/blk_request.ts";
-import { close, eventfd, POLL, pollOne, writeAll } from "../../lib/sys/calls.ts";
+import { close, eventfd, O, open, POLL, pollOne, writeAll } from "../../lib/sys/calls.ts";
 import { MMIO_INT, MMIO_REG, MMIO_WINDOW, MmioTransport } from "../../lib/virtio/mmio.ts";
 import { bench, BlkBench, header, pattern, post, readData, status } from "./blk_harness.ts";
 import type { TestDriver } from "./driver.ts";
@@ -61,6 +61,23 @@ Deno.test("blk: a broken chain among good ones fails the device, touches nothing
     assert.equal(status(b, r), S.OK);
     assert.deepEqual(readData(b, r), b.initial.subarray(3 * 512, 4 * 512));
   });
+});
+
+Deno.test("blk: an irqfd that cannot be written fails the device naming it and the errno, not a lost interrupt", async () => {
+  const readOnly = open("/dev/null", O.RDONLY);
+  try {
+    await bench(async (b) => {
+      const d = b.activate();
+      post(d, header(T.IN, 1), { inLen: 512 });
+      b.notify();
+      const deadline = Date.now() + 20_000;
+      while (b.failures.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(b.failures.length, 1, "the device failed");
+      assert.match(b.failures[0]!, new RegExp(`write on .*irqfd ${readOnly}.*EBADF`));
+    }, { irqfd: readOnly });
+  } finally {
+    close(readOnly);
+  }
 });
 
 Deno.test("blk: behind MmioTransport the queue thread takes the doorbell, sets InterruptStatus, raises the irqfd", async () => {
