@@ -13,7 +13,14 @@
  * Every way out ends QEMU: the command finishing, a timeout, a panic (the
  * kernel has panic=-1 and QEMU -no-reboot), the runner's own Ctrl-C or
  * SIGTERM, and even the runner being killed (QEMU runs with a parent-death
- * signal). :*/
+ * signal). A kernel that reports the same soft lockup twice is stuck for
+ * good: that ends the VM too, at once, rather than at the timeout.
+ *
+ * TCG runs in one host thread (thread=single), though two would be
+ * faster: with one thread per vCPU, a CPU of the VM was seen stuck for
+ * good at a jump label that the other CPU was patching (Linux patches its
+ * own code when KVM's static keys flip, as they do when a nested VM comes
+ * or goes), and the whole run hung. :*/
 
 import { ensureVmImage } from "./image.ts";
 
@@ -81,7 +88,7 @@ function qemuArgs(image: { kernel: string; initramfs: string }, job: string, sha
     "--",
     "qemu-system-x86_64",
     ...["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"],
-    ...["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", String(mib)],
+    ...["-accel", "tcg,thread=single", "-cpu", "max", "-smp", "2", "-m", String(mib)],
     ...["-kernel", image.kernel, "-initrd", image.initramfs],
     ...["-append", `console=ttyS0 panic=-1 lgvm.job=${job}`],
     ...["-serial", `file:${job}/kernel.log`],
@@ -160,6 +167,17 @@ export async function runInVm(argv: readonly string[], opts: VmRunOptions = {}):
     () => end(`vm: the command did not finish within ${(opts.timeoutMs ?? 1_800_000) / 1000} s; QEMU stopped`),
     opts.timeoutMs ?? 1_800_000,
   );
+  const watchdog = setInterval(() => {
+    const log = (() => {
+      try {
+        return Deno.readTextFileSync(`${job}/kernel.log`);
+      } catch {
+        return "";
+      }
+    })();
+    const lockups = log.match(/BUG: soft lockup[^\n]*/g) ?? [];
+    if (lockups.length >= 2) end(`vm: the VM's kernel is stuck: ${lockups.at(-1)!.trim()}`);
+  }, 5_000);
   const onSignal = (sig: Deno.Signal) => () => {
     stoppedBy ??= sig;
     end(`vm: stopped by ${sig}`);
@@ -193,6 +211,7 @@ export async function runInVm(argv: readonly string[], opts: VmRunOptions = {}):
     };
   } finally {
     clearTimeout(timer);
+    clearInterval(watchdog);
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
     await Deno.remove(job, { recursive: true }).catch(() => {});
   }
