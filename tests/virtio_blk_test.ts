@@ -6,9 +6,13 @@
  * file afterwards, and nothing else may change. The same with ,ro, where
  * every write must come back as an I/O error and the file stays as it was.
  *
- * Then durability: the launcher is killed with SIGKILL the moment the guest
- * reports its flush complete. Nothing gets a chance to clean up, and still
- * every byte the guest wrote before the flush must be in the file. :*/
+ * Then the launcher is killed with SIGKILL the moment the guest reports its
+ * flush complete. Nothing gets a chance to clean up, and still every byte
+ * the guest wrote must be in the file: the device gave its writes to the
+ * kernel before answering them, and kept nothing to write at exit. That is
+ * all it shows. The kernel's page cache outlives the process, so the file
+ * would read the same had the flush never reached the disk; whether it did
+ * is checked from a system-call trace (virtio_blk_durability_test.ts). :*/
 
 import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
@@ -110,7 +114,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "virtio-blk: SIGKILL right after the guest's flush loses none of the flushed data",
+  name: "virtio-blk: killed (SIGKILL) after the guest's flush, the launcher held back none of its writes from the file",
   ignore: !HAVE_KVM,
   async fn() {
     const guest = await buildTestGuest();

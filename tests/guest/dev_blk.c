@@ -5,7 +5,8 @@
  * must refuse: a read past the end and an unknown type. Each step prints a
  * "BLK-...: " line; the host test compares them with the file. With
  * "blk.hold" on the command line the guest stops after the flush and
- * sleeps, so a test can kill the launcher right there. :*/
+ * sleeps, so a test can kill the launcher right there. With "blk.sync" it
+ * does only rounds of one write and one flush (see sync_rounds). :*/
 #include "virtio.h"
 
 #define BLK_F_SEG_MAX (1UL << 2)
@@ -20,6 +21,8 @@
 
 #define NREQ 4
 #define WRITE_SECTOR 7
+#define SYNC_ROUNDS 3
+#define SYNC_SECTOR 40
 
 struct blk_req {
 	u32 type;
@@ -90,6 +93,45 @@ static void sum_line(const char *key, u8 status, const void *p, u32 n)
 	puts("\n");
 }
 
+/* One request, posted alone; returns once both its used entry and an
+ * interrupt have come, so the device has signalled this request before the
+ * next one is posted (a trace of the launcher can then tell which
+ * interrupt completed which request). */
+static u8 blk_gated(struct vdev *d, u32 type, u64 sector, u8 *buf, u32 len)
+{
+	u32 seen = d->interrupts;
+	u32 head, used;
+	if (blk_post(d, &reqs[0], type, sector, buf, len, 0, 0) < 0)
+		return 0xfe;
+	while (!vq_poll(d, 0, &head, &used))
+		__asm__ volatile("sti; hlt; cli");
+	while (d->interrupts == seen)
+		__asm__ volatile("sti; hlt; cli");
+	return reqs[0].status;
+}
+
+/* "blk.sync": SYNC_ROUNDS rounds of a write of sector SYNC_SECTOR + k
+ * (byte i is i * 3 + k * 29 + 0x5c) and a flush, one request at a time,
+ * each reported as "BLK-SYNC: k <write status> <flush status>". The
+ * durability test runs this under strace and looks for each flush's
+ * fdatasync between the write's interrupt and the flush's. */
+static void sync_rounds(struct vdev *d)
+{
+	for (u32 k = 0; k < SYNC_ROUNDS; k++) {
+		for (u32 i = 0; i < 512; i++)
+			wbuf[0][i] = (u8)(i * 3 + k * 29 + 0x5c);
+		u8 w = blk_gated(d, T_OUT, SYNC_SECTOR + k, wbuf[0], 512);
+		u8 f = blk_gated(d, T_FLUSH, 0, 0, 0);
+		puts("BLK-SYNC: ");
+		putdec(k);
+		puts(" ");
+		putdec(w);
+		puts(" ");
+		putdec(f);
+		puts("\n");
+	}
+}
+
 void test_blk(struct vdev *d)
 {
 	int r = virtio_init(d, BLK_F_SEG_MAX | BLK_F_RO | BLK_F_BLK_SIZE | BLK_F_FLUSH, 1);
@@ -103,6 +145,10 @@ void test_blk(struct vdev *d)
 	line("BLK-CAPACITY: ", capacity);
 	line("BLK-SEG-MAX: ", virtio_config32(d, 12));
 	line("BLK-SIZE: ", virtio_config32(d, 20));
+	if (cmdline_has("blk.sync")) {
+		sync_rounds(d);
+		return;
+	}
 
 	u8 s = blk_one(d, T_GET_ID, 0, id, 20, 0, 1);
 	puts("BLK-ID: ");
