@@ -315,7 +315,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return EXIT.ERROR;
   } finally {
     guard.release();
-    machine?.close();
+    await machine?.close().catch((e) => console.error(`lguest: ${e instanceof Error ? e.message : String(e)}`));
   }
 }
 

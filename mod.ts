@@ -4,25 +4,23 @@
  * A {@link Machine} is built from a memory size, a kernel (ELF `vmlinux` or
  * `bzImage`), an optional initrd and a command line; `run()` starts its vCPU
  * thread and serves its devices until the guest resets, powers off or is
- * stopped.
+ * stopped. The machine owns the devices it is given from `create()` on, and
+ * `close()` (or `await using`) releases everything: vCPU first, then devices,
+ * then memory.
  *
  * @example Boot a kernel with its console on this process's stdout
  * ```ts ignore
  * import { Machine } from "./mod.ts";
  *
- * const machine = Machine.create({
+ * await using machine = Machine.create({
  *   memoryMiB: 256,
  *   kernel: "bzImage",
  *   initrd: "initramfs.cpio.gz",
  *   cmdline: "console=ttyS0 earlyprintk=serial",
  *   consoleInputFd: null,
  * });
- * try {
- *   const result = await machine.run();
- *   console.log(result.clean ? "guest shut down" : `guest failed: ${result.reason}`);
- * } finally {
- *   machine.close();
- * }
+ * const result = await machine.run();
+ * console.log(result.clean ? "guest shut down" : `guest failed: ${result.reason}`);
  * ```
  *
  * @module

@@ -1,23 +1,37 @@
-/*L:105 Here the machine is assembled, in the order a PC would need it:
- * open KVM, make a VM with its in-kernel interrupt controllers and timer,
- * map guest RAM, load the kernel and initrd, write the command line, the
- * memory map and the zero page, build the first page tables and GDT, create
- * the vCPU and put it at the kernel's 64-bit entry. The vCPU's Worker is
- * spawned before all that: it is a second JavaScript isolate, slower to
- * start than the VM is to build, and its modules load while we build. Then
- * run() hands the Worker its vCPU and serves devices on the main thread's
- * event loop until the guest stops. Everything acquired is released by
- * close(), which is safe to call at any point, including after a failed
- * create(). :*/
+/*L:105 Here the machine is assembled, in the order a PC would need it,
+ * but only after everything the user handed us has been checked: the
+ * memory size, the kernel and the initrd are read and run through the
+ * loaders against the bare layout of guest RAM (L:111), so a file that is
+ * not a kernel is refused before /dev/kvm is even opened. Then: spawn the
+ * vCPU's Worker (a second JavaScript isolate, slower to start than the VM
+ * is to build, so its modules load while we build), open KVM, make a VM
+ * with its in-kernel interrupt controllers and timer, map guest RAM, load
+ * the kernel and initrd, write the command line, the memory map and the
+ * zero page, build the first page tables and GDT, create the vCPU and put
+ * it at the kernel's 64-bit entry. run() hands the Worker its vCPU and
+ * serves devices on the main thread's event loop until the guest stops.
+ *
+ * The machine owns its devices from the moment create() is called: if
+ * create() fails it closes them, with everything else it took, so a failed
+ * create() leaves no descriptor, thread or mapping behind and the process
+ * can end by itself. close() gives everything back in one order, whatever
+ * state the machine is in: stop the vCPU and wait until it is out of
+ * KVM_RUN (at most two seconds, then its Worker is ended and, because the
+ * thread might still be inside KVM_RUN, guest RAM and kvm_run are left
+ * mapped rather than pulled from under it); let run() finish its own
+ * teardown; close the devices and their threads; close the vCPU (unmapping
+ * kvm_run); unmap guest RAM; close the VM and /dev/kvm. Nothing is
+ * unmapped while another thread may still touch it. :*/
 
-import { GuestMemory } from "./memory.ts";
+import { GuestMemory, type LoadTarget, MemoryLayout } from "./memory.ts";
 import { Kvm } from "./kvm/kvm.ts";
 import { Vm } from "./kvm/vm.ts";
 import { Vcpu } from "./kvm/vcpu.ts";
 import { BOOT_MSRS, guestCpuid, setLongModeEntry, wireLapic } from "./kvm/cpu_setup.ts";
-import { type LoadedKernel, loadKernel } from "./boot/kernel.ts";
-import { type InitrdPlacement, loadInitrd } from "./boot/initrd.ts";
-import { joinCmdline, writeCmdline } from "./boot/cmdline.ts";
+import { type LoadedKernel, loadKernelImage } from "./boot/kernel.ts";
+import { type InitrdPlacement, placeInitrd } from "./boot/initrd.ts";
+import { encodeCmdline, joinCmdline, writeCmdline } from "./boot/cmdline.ts";
+import { readImageFile } from "./boot/file.ts";
 import { type E820Entry, e820ForMemory, validateMemorySize } from "./boot/e820.ts";
 import { buildZeroPage } from "./boot/zeropage.ts";
 import { buildIdentityMap } from "./boot/pagetables.ts";
@@ -58,7 +72,9 @@ export interface MachineConfig {
   kvmPath?: string | undefined;
   /**
    * Virtio devices, in the order the guest should find them. The last {@link ConsoleDevice} among them is
-   * hvc0: it gets the keyboard when the command line's last console= names hvc0.
+   * hvc0: it gets the keyboard when the command line's last console= names hvc0. The machine owns them
+   * from the moment {@link Machine.create} is called, whether it succeeds or not: a failed create() closes
+   * them, and so does {@link Machine.close}.
    */
   devices?: readonly VirtioDevice[] | undefined;
 }
@@ -83,7 +99,13 @@ export type RunResult = VcpuExit;
 /** The most guest RAM we accept, in MiB (1 TiB). */
 export const MAX_MEMORY_MIB = 1024 * 1024;
 
-/** A booted-but-not-yet-running virtual machine. */
+/** How long close() waits for the vCPU to leave KVM_RUN before it ends the vCPU's Worker. */
+const VCPU_STOP_TIMEOUT_MS = 2000;
+
+/**
+ * A booted-but-not-yet-running virtual machine. It owns everything it builds, and its devices:
+ * release it all with {@link Machine.close} (or `await using`), whatever state it is in.
+ */
 export class Machine {
   readonly #kvm: Kvm;
   readonly #vm: Vm;
@@ -96,9 +118,13 @@ export class Machine {
   /** What went where. */
   readonly info: BootInfo;
   readonly #thread: VcpuThread;
-  #loop: EventLoop | undefined;
   #ran = false;
-  #closed = false;
+  /** run()'s teardown, settled (never rejects); undefined until run() is called. */
+  #running: Promise<void> | undefined;
+  /** The vCPU stopped and out of KVM_RUN (true), or given up on after the timeout (false). */
+  #halted: Promise<boolean> | undefined;
+  /** close(), once called. */
+  #closing: Promise<void> | undefined;
 
   private constructor(
     kvm: Kvm,
@@ -126,17 +152,27 @@ export class Machine {
   }
 
   /**
-   * Builds the machine: VM, memory, kernel, boot data, vCPU at its entry,
-   * and the vCPU's Worker, waiting to be started by run().
-   * @param config memory size, kernel, initrd, command line, console fds
+   * Builds the machine: checks the memory size, kernel and initrd first, then the vCPU's Worker, VM,
+   * memory, boot data and vCPU at its entry, the Worker waiting to be started by run().
+   * The machine owns `config.devices` from this call on, whether it succeeds or not: if create()
+   * throws, it has closed them, and released everything else it had taken.
+   * @param config memory size, kernel, initrd, command line, console fds, devices
    * @returns a machine ready to run(); close() it, run or not
+   * @throws RangeError for a bad memory size, BootError for a kernel or initrd that cannot boot, or
+   *   an error from KVM; the devices are closed either way
    */
   static create(config: MachineConfig): Machine {
-    const bytes = memoryBytes(config.memoryMiB);
-    validateMemorySize(bytes);
-    const thread = VcpuThread.spawn();
-    const undo: Array<() => void> = [() => thread.terminate()];
+    const devices = config.devices ?? [];
+    const undo: Array<() => void> = [() => closeDevices(devices)];
     try {
+      const bytes = memoryBytes(config.memoryMiB);
+      validateMemorySize(bytes);
+      const slots = layoutMmio(devices);
+      const images = readImages(config);
+      placeImages(new MemoryLayout(bytes), config, images, mmioCmdline(slots));
+
+      const thread = VcpuThread.spawn();
+      undo.push(() => thread.terminate());
       const kvm = Kvm.open(config.kvmPath);
       undo.push(() => kvm.close());
       const vm = Vm.create(kvm);
@@ -150,8 +186,7 @@ export class Machine {
       undo.push(() => memory.close());
       vm.mapMemory(memory.hostAddress, memory.regions);
 
-      const slots = layoutMmio(config.devices ?? []);
-      const info = layOut(memory, config, mmioCmdline(slots));
+      const info = layOut(memory, config, images, mmioCmdline(slots));
       const vcpu = Vcpu.create(kvm, vm, 0);
       undo.push(() => vcpu.close());
       vcpu.setCpuid(guestCpuid(kvm, 0));
@@ -169,30 +204,47 @@ export class Machine {
       wireLapic(vcpu);
       return new Machine(kvm, vm, memory, vcpu, config, info, slots, thread);
     } catch (e) {
-      for (const u of undo.reverse()) u();
+      for (const u of undo.reverse()) {
+        try {
+          u();
+        } catch {
+          // Keep releasing; the caller needs the first error, not this one.
+        }
+      }
       throw e;
     }
   }
 
   /**
-   * Runs the guest until it stops (reset, triple fault, power-off, stop()).
+   * Runs the guest until it stops (reset, triple fault, power-off, stop(), close()).
    * @returns how the run ended
+   * @throws Error if the machine already ran or is closed, or if serving its devices failed (the
+   *   vCPU is then stopped and out of KVM_RUN before the error reaches the caller)
    */
-  async run(): Promise<RunResult> {
-    if (this.#closed || this.#ran) throw new Error("machine already ran or was closed");
+  run(): Promise<RunResult> {
+    if (this.#closing !== undefined || this.#ran) return Promise.reject(new Error("machine already ran or was closed"));
     this.#ran = true;
+    const result = this.#serve();
+    this.#running = result.then(() => {}, () => {});
+    return result;
+  }
+
+  async #serve(): Promise<RunResult> {
     const loop = new EventLoop();
-    this.#loop = loop;
-    const spaceFd = eventfd();
-    const mailbox = { shared: MailboxServer.shared(), fd: eventfd() };
-    const verbose = this.#config.verbose ?? false;
-    const log = (line: string, always = false) => {
-      if (always || verbose) console.error(`lguest: ${line}`);
-    };
-    this.#devices = new MmioDevices(this.#slots, this.#vm, this.#memory, loop, mailbox, log);
-    const serial = new Serial8250(this.#serial, { irq: (level) => this.#vm.irqLine(COM1_IRQ, level) });
-    const input = this.#wireInput(loop, serial, spaceFd);
+    const fds: number[] = [];
+    let input: { close(): void } | undefined;
     try {
+      const spaceFd = eventfd();
+      fds.push(spaceFd);
+      const mailbox = { shared: MailboxServer.shared(), fd: eventfd() };
+      fds.push(mailbox.fd);
+      const verbose = this.#config.verbose ?? false;
+      const log = (line: string, always = false) => {
+        if (always || verbose) console.error(`lguest: ${line}`);
+      };
+      this.#devices = new MmioDevices(this.#slots, this.#vm, this.#memory, loop, mailbox, log);
+      const serial = new Serial8250(this.#serial, { irq: (level) => this.#vm.irqLine(COM1_IRQ, level) });
+      input = this.#wireInput(loop, serial, spaceFd);
       await this.#thread.start({
         id: 0,
         vcpuFd: this.#vcpu.fd,
@@ -209,24 +261,19 @@ export class Machine {
         verbose,
       });
       const running = loop.run();
-      let result: RunResult;
-      try {
-        result = await Promise.race([this.#thread.done, running.then(() => this.#thread.done)]);
-        loop.stop();
-        await running;
-      } catch (e) {
-        // The loop failed (its wait, an irqfd write, a handler): nothing serves the devices any more,
-        // so the vCPU is stopped too before they are torn down; the caller reports the error.
-        this.stop();
-        throw e;
-      }
+      // If the loop fails (its wait, an irqfd write, a handler), nothing serves the devices any
+      // more: the finally below stops the vCPU before they are torn down; the caller gets the error.
+      const result = await Promise.race([this.#thread.done, running.then(() => this.#thread.done)]);
+      loop.stop();
+      await running;
       return this.#aborted ? { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" } : result;
     } finally {
-      input.close();
-      this.#devices.close();
+      // The vCPU first: once it is out of KVM_RUN nothing reaches the devices from the guest's side.
+      await this.#haltVcpu();
+      input?.close();
+      this.#devices?.close();
       loop.close();
-      close(spaceFd);
-      close(mailbox.fd);
+      for (const fd of fds) close(fd);
     }
   }
 
@@ -269,21 +316,70 @@ export class Machine {
     this.stop();
   }
 
-  /** Asks the guest to stop; run() then resolves. Safe at any time. */
+  /**
+   * Asks the guest to stop; run() then resolves. Safe at any time: before run() and once the machine
+   * is closed (or closing) it does nothing.
+   */
   stop(): void {
+    if (this.#closing !== undefined) return;
     this.#devices?.stop();
     this.#thread.stop();
   }
 
-  /** Releases the vCPU and its Worker, memory, VM and /dev/kvm. Safe to call twice. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#thread.terminate();
-    this.#vcpu.close();
-    this.#memory.close();
-    this.#vm.close();
-    this.#kvm.close();
+  /** Stops the vCPU and waits (bounded) until it is out of KVM_RUN; the first call decides, later calls share it. */
+  #haltVcpu(): Promise<boolean> {
+    if (this.#halted === undefined) {
+      this.#devices?.stop(); // a vCPU waiting on the device mailbox is let go
+      this.#halted = this.#thread.halt(VCPU_STOP_TIMEOUT_MS).then((out) => {
+        if (!out) {
+          console.error(
+            `lguest: vCPU 0 did not leave KVM_RUN within ${VCPU_STOP_TIMEOUT_MS} ms; its thread was ended, ` +
+              `and guest memory, kvm_run and the KVM descriptors are left as they are`,
+          );
+        }
+        return out;
+      });
+    }
+    return this.#halted;
+  }
+
+  /**
+   * Releases everything, in one order: stops the vCPU and waits until it is out of KVM_RUN, lets
+   * run() finish, closes the devices (and their threads), then the vCPU, guest memory, the VM and
+   * /dev/kvm. Safe at any time, from any state, and more than once: every call returns the same
+   * promise. A run() in progress resolves (stopped) before this does.
+   * @returns once everything is released
+   * @throws the first error a device's close() threw, after releasing everything else
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const out = await this.#haltVcpu();
+    await this.#running;
+    let failure: { error: unknown } | undefined;
+    try {
+      closeDevices(this.#config.devices ?? []);
+    } catch (e) {
+      failure = { error: e };
+    }
+    if (out) {
+      this.#vcpu.close();
+      this.#memory.close();
+      this.#vm.close();
+      this.#kvm.close();
+    }
+    if (failure !== undefined) throw failure.error;
+  }
+
+  /**
+   * Closes the machine, for `await using`.
+   * @returns {@link Machine.close}'s promise
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }
 
@@ -295,19 +391,61 @@ function memoryBytes(mib: number): number {
   return mib * 1024 * 1024;
 }
 
+/** The kernel and initrd files, read once. */
+interface BootImages {
+  readonly kernel: Uint8Array;
+  readonly initrd: Uint8Array | undefined;
+}
+
+function readImages(config: MachineConfig): BootImages {
+  return {
+    kernel: readImageFile(config.kernel, "kernel"),
+    initrd: config.initrd === undefined ? undefined : readImageFile(config.initrd, "initrd"),
+  };
+}
+
+/** Closes every device, even if one fails; rethrows the first failure. */
+function closeDevices(devices: readonly VirtioDevice[]): void {
+  let failure: { error: unknown } | undefined;
+  for (const d of devices) {
+    try {
+      d.close();
+    } catch (e) {
+      failure ??= { error: e };
+    }
+  }
+  if (failure !== undefined) throw failure.error;
+}
+
+/** Loads the kernel and initrd into `memory` (or a {@link MemoryLayout}, to check them) and checks the command line fits. */
+function placeImages(
+  memory: LoadTarget,
+  config: MachineConfig,
+  images: BootImages,
+  extraArgs: readonly string[],
+): { kernel: LoadedKernel; initrd: InitrdPlacement | undefined; cmdline: string } {
+  const kernel = loadKernelImage(memory, images.kernel, config.kernel);
+  const limits = { kernelEnd: kernel.kernelEnd, addrMax: kernel.initrdAddrMax };
+  const initrd = images.initrd === undefined ? undefined : placeInitrd(memory, images.initrd, limits, config.initrd);
+  const raw = config.cmdline ?? "";
+  const user = typeof raw === "string" ? raw : joinCmdline(raw);
+  const cmdline = [user, ...extraArgs].filter((s) => s.length > 0).join(" ");
+  encodeCmdline(cmdline, kernel.cmdlineSize);
+  return { kernel, initrd, cmdline };
+}
+
 /*L:115 The boot data, in dependency order: the kernel first (its size and
  * limits decide where the initrd may go and how long the command line may
  * be), then the initrd, the command line, and last the zero page that points
  * at all of them. The GDT and the MP table (how Linux finds the IOAPIC that
  * routes our devices' interrupts) sit in low memory the kernel leaves alone. :*/
-function layOut(memory: GuestMemory, config: MachineConfig, extraArgs: readonly string[]): BootInfo {
-  const kernel = loadKernel(memory, config.kernel);
-  const initrd = config.initrd === undefined
-    ? undefined
-    : loadInitrd(memory, config.initrd, { kernelEnd: kernel.kernelEnd, addrMax: kernel.initrdAddrMax });
-  const raw = config.cmdline ?? "";
-  const user = typeof raw === "string" ? raw : joinCmdline(raw);
-  const cmdline = [user, ...extraArgs].filter((s) => s.length > 0).join(" ");
+function layOut(
+  memory: GuestMemory,
+  config: MachineConfig,
+  images: BootImages,
+  extraArgs: readonly string[],
+): BootInfo {
+  const { kernel, initrd, cmdline } = placeImages(memory, config, images, extraArgs);
   const placed = writeCmdline(memory, cmdline, kernel.cmdlineSize);
   const e820 = e820ForMemory(memory);
   buildZeroPage(memory, { setupHeader: kernel.setupHeader, cmdline: placed, initrd, e820 });

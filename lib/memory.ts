@@ -75,6 +75,77 @@ export function ramRegions(size: number): MemoryRegion[] {
  * is an offset into our mapping, which typed views and zero-copy syscalls
  * then use without further checks. :*/
 
+/** Offset in the mapping of a guest range lying wholly inside one of `regions`, or -1. */
+function regionOffset(regions: readonly MemoryRegion[], gpa: number | bigint, length: number | bigint): number {
+  if (typeof gpa === "number" && !Number.isSafeInteger(gpa)) return -1;
+  if (typeof length === "number" && !Number.isSafeInteger(length)) return -1;
+  if (typeof gpa === "number" && typeof length === "number") {
+    if (!Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0) return -1;
+    for (const r of regions) {
+      if (gpa >= r.gpa && length <= r.size && gpa - r.gpa <= r.size - length) return r.offset + (gpa - r.gpa);
+    }
+    return -1;
+  }
+  const g = BigInt(gpa);
+  const n = BigInt(length);
+  if (g < 0n || n < 0n) return -1;
+  for (const r of regions) {
+    const start = BigInt(r.gpa);
+    if (g >= start && g + n <= start + BigInt(r.size)) return r.offset + Number(g - start);
+  }
+  return -1;
+}
+
+/** What the boot loaders need of guest memory: its layout, a range check, and writes. */
+export interface LoadTarget {
+  /** Total bytes of guest RAM. */
+  readonly size: number;
+  /** The RAM pieces, in guest address order. */
+  readonly regions: readonly MemoryRegion[];
+  /** True when the whole range lies in guest RAM. */
+  contains(gpa: number | bigint, length: number | bigint): boolean;
+  /** Copies `data` into guest memory at `gpa`. */
+  write(gpa: number | bigint, data: Uint8Array, what?: string): void;
+  /** Fills a checked guest range with `value`. */
+  fill(gpa: number | bigint, length: number, value?: number, what?: string): void;
+}
+
+/*L:111 The same door with nothing behind it. Before the launcher takes
+ * anything from the system (a KVM descriptor, a thread, a mapping), the
+ * loaders run once against the bare layout of the RAM the guest will get:
+ * every range is checked exactly as it will be, and the bytes are dropped.
+ * A kernel that is not a kernel, or an initrd that does not fit, is thus
+ * refused while there is still nothing to give back. :*/
+
+/** Guest RAM's layout without the RAM: ranges are checked, writes are dropped. */
+export class MemoryLayout implements LoadTarget {
+  /** Total bytes of guest RAM. */
+  readonly size: number;
+  /** The RAM pieces, in guest address order. */
+  readonly regions: readonly MemoryRegion[];
+
+  /** @param size bytes of RAM, a multiple of 4 KiB */
+  constructor(size: number) {
+    this.size = size;
+    this.regions = ramRegions(size);
+  }
+
+  /** True when the whole range lies in guest RAM. */
+  contains(gpa: number | bigint, length: number | bigint): boolean {
+    return regionOffset(this.regions, gpa, length) >= 0;
+  }
+
+  /** Checks the range a write would cover. */
+  write(gpa: number | bigint, data: Uint8Array, what?: string): void {
+    this.fill(gpa, data.length, 0, what);
+  }
+
+  /** Checks the range a fill would cover. */
+  fill(gpa: number | bigint, length: number, _value = 0, what?: string): void {
+    if (!this.contains(gpa, length)) throw new GuestMemoryError(asBigInt(gpa), asBigInt(length), what);
+  }
+}
+
 /** Guest physical memory: one host mapping, bounds-checked access only. */
 export class GuestMemory {
   /** Total bytes of guest RAM. */
@@ -148,23 +219,7 @@ export class GuestMemory {
   /** Like {@link offset} but returns -1 instead of throwing. */
   tryOffset(gpa: number | bigint, length: number | bigint): number {
     if (this.#closed) return -1;
-    if (typeof gpa === "number" && !Number.isSafeInteger(gpa)) return -1;
-    if (typeof length === "number" && !Number.isSafeInteger(length)) return -1;
-    if (typeof gpa === "number" && typeof length === "number") {
-      if (!Number.isSafeInteger(gpa) || !Number.isSafeInteger(length) || gpa < 0 || length < 0) return -1;
-      for (const r of this.regions) {
-        if (gpa >= r.gpa && length <= r.size && gpa - r.gpa <= r.size - length) return r.offset + (gpa - r.gpa);
-      }
-      return -1;
-    }
-    const g = BigInt(gpa);
-    const n = BigInt(length);
-    if (g < 0n || n < 0n) return -1;
-    for (const r of this.regions) {
-      const start = BigInt(r.gpa);
-      if (g >= start && g + n <= start + BigInt(r.size)) return r.offset + Number(g - start);
-    }
-    return -1;
+    return regionOffset(this.regions, gpa, length);
   }
 
   /** True when the whole range lies in guest RAM. */

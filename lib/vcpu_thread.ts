@@ -65,6 +65,10 @@ export class VcpuThread {
   #runAddress = 0n;
   #id = 0;
   #tid = 0;
+  /** The vCPU has returned from its last KVM_RUN (`done` resolved). */
+  #finished = false;
+  /** terminate() was called: kvm_run may be unmapped, so stop() must not write to it. */
+  #released = false;
   /** Resolves when the vCPU has stopped (or the Worker failed), with why. */
   readonly done: Promise<VcpuExit>;
 
@@ -88,6 +92,7 @@ export class VcpuThread {
       };
     });
     this.#worker = worker;
+    this.done.then(() => this.#finished = true);
   }
 
   /**
@@ -112,9 +117,13 @@ export class VcpuThread {
     this.#tid = await Promise.race([this.#started, this.done.then(() => 0)]);
   }
 
-  /** Asks the vCPU to stop; `done` resolves once it has. Safe to repeat. */
+  /**
+   * Asks the vCPU to stop; `done` resolves once it has. Safe to repeat, and a
+   * no-op before start(), once the vCPU has finished, and after terminate()
+   * (when kvm_run may already be unmapped).
+   */
   stop(): void {
-    if (this.#control === undefined) return;
+    if (this.#control === undefined || this.#finished || this.#released) return;
     Atomics.store(this.#control, 0, 1);
     const p = at(this.#runAddress);
     if (p !== null) {
@@ -129,8 +138,32 @@ export class VcpuThread {
     }
   }
 
-  /** Ends the Worker without waiting (after `done`, on teardown, or if never started). */
+  /**
+   * Stops the vCPU and waits until it is out of KVM_RUN, at most `timeoutMs`,
+   * then ends the Worker. A Worker never started is simply ended.
+   * @param timeoutMs how long to wait for `done`
+   * @returns true if the vCPU is known to be out of KVM_RUN; false if the wait timed out
+   */
+  async halt(timeoutMs: number): Promise<boolean> {
+    if (this.#control === undefined) {
+      this.terminate();
+      return true;
+    }
+    this.stop();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<false>((r) => timer = setTimeout(() => r(false), timeoutMs));
+    const out = await Promise.race([this.done.then(() => true), late]);
+    clearTimeout(timer);
+    this.terminate();
+    return out;
+  }
+
+  /**
+   * Ends the Worker without waiting (after `done`, on teardown, or if never
+   * started). From now on stop() does nothing.
+   */
   terminate(): void {
+    this.#released = true;
     this.#worker.terminate();
   }
 }

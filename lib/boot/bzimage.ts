@@ -13,7 +13,7 @@
  * 64-bit entry point exists at load address + 0x200. Older kernels would
  * need the real-mode dance, which is another launcher's job. :*/
 
-import type { GuestMemory } from "../memory.ts";
+import type { LoadTarget } from "../memory.ts";
 import {
   BOOT_FLAG_MAGIC,
   BOOT_PARAMS,
@@ -199,7 +199,7 @@ function placement(header: SetupHeader, name: string) {
  * @throws BootError naming the file and the problem
  */
 export function loadBzImage(
-  mem: GuestMemory,
+  mem: LoadTarget,
   image: Uint8Array,
   name = "bzImage",
 ): BzImage {

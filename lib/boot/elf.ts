@@ -12,7 +12,7 @@
  * beyond what a JavaScript number holds exactly), and only when the whole
  * image has passed do we touch guest memory. :*/
 
-import type { GuestMemory } from "../memory.ts";
+import type { LoadTarget } from "../memory.ts";
 import { BootError, hex, sizeText, span } from "./errors.ts";
 import { HIMEM_START } from "./layout.ts";
 
@@ -164,7 +164,7 @@ function readProgramHeaders(
  * two copies would quietly win. :*/
 
 function checkSegments(
-  mem: GuestMemory,
+  mem: LoadTarget,
   image: Uint8Array,
   name: string,
   headers: readonly ProgramHeader[],
@@ -301,7 +301,7 @@ function isXenOwner(image: Uint8Array, at: number, namesz: number): boolean {
  * @throws BootError naming the file and the problem
  */
 export function loadElf(
-  mem: GuestMemory,
+  mem: LoadTarget,
   image: Uint8Array,
   name = "vmlinux",
 ): ElfImage {

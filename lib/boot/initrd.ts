@@ -8,7 +8,7 @@
  * caller says, above the launcher's own structures below 1 MiB). Within
  * those bounds we take the highest page-aligned spot that fits. :*/
 
-import type { GuestMemory } from "../memory.ts";
+import type { LoadTarget } from "../memory.ts";
 import { BootError, hex, sizeText } from "./errors.ts";
 import { readImageFile } from "./file.ts";
 import { HIMEM_START } from "./layout.ts";
@@ -41,7 +41,7 @@ export interface InitrdLimits {
  * @throws BootError if it does not fit
  */
 export function initrdAddress(
-  mem: GuestMemory,
+  mem: LoadTarget,
   size: number,
   limits: InitrdLimits,
   name: string,
@@ -73,7 +73,7 @@ export function initrdAddress(
  * @throws BootError if it is empty or does not fit
  */
 export function placeInitrd(
-  mem: GuestMemory,
+  mem: LoadTarget,
   data: Uint8Array,
   limits: InitrdLimits,
   name = "initrd",
@@ -92,7 +92,7 @@ export function placeInitrd(
  * @throws BootError if it cannot be read, is empty, or does not fit
  */
 export function loadInitrd(
-  mem: GuestMemory,
+  mem: LoadTarget,
   path: string,
   limits: InitrdLimits,
 ): InitrdPlacement {

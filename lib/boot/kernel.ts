@@ -6,7 +6,7 @@
  * header to put in the zero page if there is one, and the limits the kernel
  * sets for the initrd and the command line. :*/
 
-import type { GuestMemory } from "../memory.ts";
+import type { LoadTarget } from "../memory.ts";
 import { loadBzImage } from "./bzimage.ts";
 import { isElf, loadElf } from "./elf.ts";
 import { BootError } from "./errors.ts";
@@ -51,7 +51,7 @@ export interface LoadedKernel {
  * @throws BootError naming the file and the problem
  */
 export function loadKernelImage(
-  mem: GuestMemory,
+  mem: LoadTarget,
   image: Uint8Array,
   name: string,
 ): LoadedKernel {
@@ -84,6 +84,6 @@ export function loadKernelImage(
  * @param path the vmlinux or bzImage
  * @throws BootError if the file cannot be read, is empty, or is not a bootable kernel
  */
-export function loadKernel(mem: GuestMemory, path: string): LoadedKernel {
+export function loadKernel(mem: LoadTarget, path: string): LoadedKernel {
   return loadKernelImage(mem, readImageFile(path, "kernel"), path);
 }

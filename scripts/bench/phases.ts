@@ -42,7 +42,7 @@ if (Deno.args[0] === "--worker") {
   const created = at();
   const result = await machine.run();
   const ran = at();
-  machine.close();
+  await machine.close();
   const closed = at();
   console.log(JSON.stringify({
     clean: result.clean,

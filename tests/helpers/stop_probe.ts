@@ -32,7 +32,7 @@ if (mode === "cli") {
   const result = await running;
   console.log(`STOPPED ${JSON.stringify(result)}`);
   await linger();
-  machine.close();
+  await machine.close();
 } else {
   console.error("usage: stop_probe.ts cli <args...> | machine <kernel>");
   Deno.exit(1);

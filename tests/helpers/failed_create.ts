@@ -1,0 +1,103 @@
+/*T:222 A failed Machine.create() must give back everything, including
+ * the devices it was handed, or a device's thread keeps the process alive
+ * for ever. This program opens the devices named on its command line,
+ * calls Machine.create() with a /dev/kvm that does not exist, and then
+ * simply returns, without Deno.exit: the test watches whether the process
+ * ends by itself. It does it twice; the first round also pays for what
+ * Deno sets up once per process (a signal listener, a Worker's runtime).
+ * Around each round it prints the open descriptors from /proc/self/fd. A
+ * Worker's runtime gives its own descriptors back a moment after the Worker
+ * is ended, on its own thread, so the listing after a round is taken once
+ * it matches the one before, or after 1.5 s, whichever comes first:
+ *
+ *   failed_create.ts <kernel> <disk file> <kind>...   kind: block net console rng
+ *
+ *   ROUND <n> BEFORE <fd list>
+ *   ROUND <n> ERROR <the error create() threw>
+ *   ROUND <n> AFTER <fd list>
+ *   DONE-AT <Date.now() after the last round>                            :*/
+
+import { BlockDevice, ConsoleDevice, Machine, NetDevice, RngDevice, type VirtioDevice } from "../../mod.ts";
+
+/** The open descriptors, with what they point at, in fd order. */
+function openFds(): string {
+  const fds: string[] = [];
+  for (const e of Deno.readDirSync("/proc/self/fd")) {
+    let target = "?";
+    try {
+      target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
+    } catch {
+      // The descriptor readDirSync itself used is gone by now.
+      continue;
+    }
+    fds.push(`${e.name}=${target}`);
+  }
+  return fds.sort((a, b) => parseInt(a) - parseInt(b)).join(" ");
+}
+
+/** What the descriptors in a listing point at, without their numbers, sorted (fd numbers get reused in another order). */
+export function fdTargets(listing: string): string {
+  return listing.split(" ").map((f) => f.slice(f.indexOf("=") + 1)).sort().join(" ");
+}
+
+/**
+ * The targets in listing `after` that are not in `before` (as multisets): descriptors left open.
+ * Fewer is fine: a Worker's runtime ended earlier may give its descriptors back late.
+ */
+export function leftOpen(before: string, after: string): string[] {
+  const pool = fdTargets(before).split(" ");
+  const extra: string[] = [];
+  for (const t of fdTargets(after).split(" ")) {
+    const i = pool.indexOf(t);
+    if (i >= 0) pool.splice(i, 1);
+    else extra.push(t);
+  }
+  return extra;
+}
+
+/** The open descriptors once they point at what `before` did, or as they are after `ms`. */
+async function settledFds(before: string, ms: number): Promise<string> {
+  const deadline = performance.now() + ms;
+  let now = openFds();
+  while (fdTargets(now) !== fdTargets(before) && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    now = openFds();
+  }
+  return now;
+}
+
+function open(kind: string, disk: string): VirtioDevice {
+  switch (kind) {
+    case "block":
+      return BlockDevice.open(disk);
+    case "net":
+      return NetDevice.open("10.213.0.1");
+    case "console":
+      return new ConsoleDevice({ outputFd: 1 });
+    case "rng":
+      return new RngDevice();
+  }
+  throw new Error(`unknown device kind ${kind}`);
+}
+
+if (import.meta.main) await main();
+
+async function main(): Promise<void> {
+  const [kernel, disk, ...kinds] = Deno.args;
+  if (kernel === undefined || disk === undefined) {
+    console.error("usage: failed_create.ts <kernel> <disk file> <kind>...");
+    Deno.exit(2);
+  }
+  for (const round of [1, 2]) {
+    const before = openFds();
+    console.log(`ROUND ${round} BEFORE ${before}`);
+    try {
+      Machine.create({ memoryMiB: 64, kernel, kvmPath: "/nonexistent/kvm", devices: kinds.map((k) => open(k, disk)) });
+      console.log(`ROUND ${round} ERROR none: create() succeeded`);
+    } catch (e) {
+      console.log(`ROUND ${round} ERROR ${e instanceof Error ? e.message : String(e)}`);
+    }
+    console.log(`ROUND ${round} AFTER ${await settledFds(before, 1500)}`);
+  }
+  console.log(`DONE-AT ${Date.now()}`);
+}
