@@ -9,6 +9,7 @@
 
 import { linuxCacheDir } from "../linux.ts";
 import { ensurePackages } from "../packages.ts";
+import { shortHash } from "../../tests/guest/build.ts";
 
 /** Debian packages the test VM needs on the host. */
 export const VM_PACKAGES = ["qemu-system-x86", "linux-image-amd64", "busybox-static", "cpio", "gzip"] as const;
@@ -100,18 +101,6 @@ export function loadOrder(deps: Map<string, string[]>, names: readonly string[])
   return order;
 }
 
-async function sha256(parts: readonly (string | Uint8Array)[]): Promise<string> {
-  const chunks = parts.map((p) => typeof p === "string" ? new TextEncoder().encode(p) : p);
-  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length + 1, 0));
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length + 1;
-  }
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
-  return [...d.slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 async function sh(cmd: string[], cwd = "/"): Promise<void> {
   const out = await new Deno.Command(cmd[0]!, { args: cmd.slice(1), cwd, stdout: "null", stderr: "piped" }).output();
   if (!out.success) throw new Error(`vm: ${cmd.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
@@ -126,8 +115,8 @@ export async function ensureVmImage(log: (line: string) => void = () => {}): Pro
   if (missing.length) throw new Error(`vm: missing packages: ${missing.join(" ")}`);
   const { kernel, release, deps } = await findKernel();
   const modules = loadOrder(deps, VM_MODULES);
-  const init = await Deno.readFile(`${HERE}init`);
-  const key = await sha256([release, init, ...modules]);
+  const init = await Deno.readTextFile(`${HERE}init`);
+  const key = await shortHash([release, init, ...modules].join("\0"));
   const dir = `${linuxCacheDir()}/vm-${key}`;
   const initramfs = `${dir}/initramfs.cpio.gz`;
   try {
@@ -146,7 +135,7 @@ export async function ensureVmImage(log: (line: string) => void = () => {}): Pro
     await Deno.copyFile("/bin/busybox", `${tree}/bin/busybox`);
     await Deno.chmod(`${tree}/bin/busybox`, 0o755);
     await Deno.symlink("busybox", `${tree}/bin/sh`);
-    await Deno.writeFile(`${tree}/init`, init, { mode: 0o755 });
+    await Deno.writeTextFile(`${tree}/init`, init, { mode: 0o755 });
     const names: string[] = [];
     for (const m of modules) {
       const name = m.slice(m.lastIndexOf("/") + 1);
