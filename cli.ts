@@ -13,8 +13,8 @@ import { Machine, MAX_MEMORY_MIB } from "./lib/machine.ts";
 import { RawTerminal } from "./lib/sys/termios.ts";
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
-import { ConsoleDevice } from "./lib/virtio/console.ts";
-import { parseTunnetSpec } from "./lib/virtio/net_spec.ts";
+import { ConsoleDevice } from "./lib/virtio/console/device.ts";
+import { parseTunnetSpec } from "./lib/virtio/net/spec.ts";
 import type { VirtioDevice } from "./lib/virtio/device.ts";
 
 /** Exit codes. */
@@ -204,14 +204,14 @@ async function openDevices(args: CliArgs): Promise<VirtioDevice[]> {
   const devices: VirtioDevice[] = [];
   try {
     if (args.block.length > 0) {
-      const { BlockDevice } = await import("./lib/virtio/blk.ts");
+      const { BlockDevice } = await import("./lib/virtio/blk/device.ts");
       for (const spec of args.block) {
         const { path, readOnly } = parseBlockSpec(spec);
         devices.push(BlockDevice.open(path, { readOnly }));
       }
     }
     if (args.tunnet.length > 0) {
-      const { NetDevice } = await import("./lib/virtio/net.ts");
+      const { NetDevice } = await import("./lib/virtio/net/device.ts");
       for (const spec of args.tunnet) devices.push(NetDevice.open(spec));
     }
     if (args.rng) devices.push(new (await import("./lib/virtio/rng.ts")).RngDevice());

@@ -44,9 +44,9 @@ export type { Chain, QueueFeatures, QueueLayout, QueueStart, Segment } from "./l
 export { EventLoop } from "./lib/eventloop.ts";
 export type { FdHandler } from "./lib/eventloop.ts";
 export { RngDevice } from "./lib/virtio/rng.ts";
-export { BlockDevice } from "./lib/virtio/blk.ts";
-export type { BlockOptions } from "./lib/virtio/blk.ts";
-export { ConsoleDevice } from "./lib/virtio/console.ts";
-export type { ConsoleOptions, WindowSize } from "./lib/virtio/console.ts";
-export { NetDevice } from "./lib/virtio/net.ts";
-export type { NetDeviceOptions } from "./lib/virtio/net.ts";
+export { BlockDevice } from "./lib/virtio/blk/device.ts";
+export type { BlockOptions } from "./lib/virtio/blk/device.ts";
+export { ConsoleDevice } from "./lib/virtio/console/device.ts";
+export type { ConsoleOptions, WindowSize } from "./lib/virtio/console/device.ts";
+export { NetDevice } from "./lib/virtio/net/device.ts";
+export type { NetDeviceOptions } from "./lib/virtio/net/device.ts";

@@ -46,9 +46,9 @@ import { EPOLL } from "./sys/epoll.ts";
 import { VcpuThread } from "./vcpu_thread.ts";
 import type { VcpuExit } from "./vcpu_protocol.ts";
 import type { VirtioDevice } from "./virtio/device.ts";
-import { ConsoleDevice } from "./virtio/console.ts";
-import { layoutMmio, mmioCmdline, MmioDevices, type MmioSlot } from "./virtio/mmio_set.ts";
-import { MailboxServer } from "./virtio/mmio_proxy.ts";
+import { ConsoleDevice } from "./virtio/console/device.ts";
+import { layoutMmio, mmioCmdline, MmioDevices, type MmioSlot } from "./virtio/mmio/set.ts";
+import { MailboxServer } from "./virtio/mmio/proxy.ts";
 
 /** How to build a machine. */
 export interface MachineConfig {

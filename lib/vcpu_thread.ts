@@ -74,7 +74,7 @@ export class VcpuThread {
 
   private constructor() {
     ensureKickListener();
-    const worker = new Worker(new URL("./vcpu_worker.ts", import.meta.url).href, { type: "module" });
+    const worker = new Worker(new URL("./vcpu.worker.ts", import.meta.url).href, { type: "module" });
     let onStarted: (tid: number) => void = () => {};
     this.#started = new Promise<number>((r) => onStarted = r);
     this.done = new Promise<VcpuExit>((resolve) => {

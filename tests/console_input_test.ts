@@ -10,8 +10,8 @@ import assert from "node:assert/strict";
 import { AbortCounter, ConsoleInput, consoleInputTarget } from "../lib/console_input.ts";
 import { EventLoop } from "../lib/eventloop.ts";
 import { close, socketpair, writeAll } from "../lib/sys/calls.ts";
-import { CONSOLE_RX } from "../lib/virtio/console.ts";
-import { ConsoleRig } from "./virtio/console_rig.ts";
+import { CONSOLE_RX } from "../lib/virtio/console/device.ts";
+import { ConsoleRig } from "./virtio/console/rig.ts";
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;

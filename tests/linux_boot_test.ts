@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { ensureLinux } from "../scripts/linux.ts";
 import { kvmFlavour } from "../lib/kvm/kvm.ts";
-import { NetNs, netnsProblem } from "./virtio/net_ns.ts";
+import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FLAVOUR = kvmFlavour();

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
 import { fdTargets } from "./helpers/failed_create.ts";
 import { runLauncher } from "./helpers/launcher.ts";
-import { NetNs, netnsProblem } from "./virtio/net_ns.ts";
+import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
 
 const HELPER = new URL("./helpers/failed_create.ts", import.meta.url).pathname;
 const CLI = new URL("../cli.ts", import.meta.url).pathname;

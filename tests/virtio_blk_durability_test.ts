@@ -13,7 +13,7 @@ import { buildTestGuest } from "./guest/build.ts";
 import { guestReport, HAVE_KVM } from "./helpers/launcher.ts";
 import { firstArg, haveStrace, parseStrace, retValue } from "./helpers/strace.ts";
 import { checkFlushOrder } from "./helpers/flush_order.ts";
-import { diskPattern } from "./virtio/blk_harness.ts";
+import { diskPattern } from "./virtio/blk/harness.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SECTORS = 64;

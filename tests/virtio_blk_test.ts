@@ -17,7 +17,7 @@
 import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
 import { fnv1a, guestReport, HAVE_KVM, runLauncher } from "./helpers/launcher.ts";
-import { diskPattern } from "./virtio/blk_harness.ts";
+import { diskPattern } from "./virtio/blk/harness.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const SECTORS = 64;

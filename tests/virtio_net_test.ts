@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
 import { guestReport, HAVE_KVM } from "./helpers/launcher.ts";
-import { NetNs, netnsProblem } from "./virtio/net_ns.ts";
+import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const problem = HAVE_KVM ? await netnsProblem() : "/dev/kvm cannot be opened";

@@ -2,7 +2,7 @@
  * in each time the guest stops for something it cannot finish alone: a port
  * access, a touch of an unbacked address, a triple fault. Here are the
  * register setters and getters; the run loop itself lives in the vCPU Worker
- * (vcpu_worker.ts), because KVM_RUN must be called synchronously from one
+ * (vcpu.worker.ts), because KVM_RUN must be called synchronously from one
  * dedicated thread. :*/
 
 import { close, ioctl, MAP, mmap, munmap } from "../sys/mod.ts";

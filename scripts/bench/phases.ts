@@ -14,7 +14,7 @@
 
 import { Machine } from "../../lib/machine.ts";
 import { O, open } from "../../lib/sys/mod.ts";
-import { ConsoleDevice } from "../../lib/virtio/console.ts";
+import { ConsoleDevice } from "../../lib/virtio/console/device.ts";
 
 const fork = Number(Deno.env.get("LAUNCH_PROBE_FORK_MS") ?? performance.timeOrigin);
 const at = () => performance.timeOrigin + performance.now() - fork;

@@ -32,10 +32,10 @@ import {
   VIRTIO_NET_F,
   VIRTIO_NET_HDR,
   VIRTIO_NET_S_LINK_UP,
-} from "../../lib/virtio/net_hdr.ts";
+} from "../../lib/virtio/net/hdr.ts";
 import { type Check, hasGcc, layoutChecks, macroChecks, runProbe } from "../kvm/layout_probe.ts";
-import { NetNs, netnsProblem } from "../virtio/net_ns.ts";
-import { tapWrite, withHeader } from "../virtio/net_harness.ts";
+import { NetNs, netnsProblem } from "../virtio/net/netns.ts";
+import { tapWrite, withHeader } from "../virtio/net/harness.ts";
 
 const gcc = await hasGcc();
 if (!gcc) console.warn("tap_test: gcc is not on PATH; the header checks are skipped");
@@ -159,7 +159,7 @@ Deno.test({
   ignore: problem !== undefined || !setpriv,
   async fn() {
     await NetNs.use(async (ns) => {
-      const script = `import { NetDevice } from "${new URL("../../lib/virtio/net.ts", import.meta.url).href}";
+      const script = `import { NetDevice } from "${new URL("../../lib/virtio/net/device.ts", import.meta.url).href}";
 try { NetDevice.open("10.7.6.1"); console.log("opened"); } catch (e) { console.log(e.message); }`;
       const out = await new Deno.Command("ip", {
         args: ["netns", "exec", ns.name, "setpriv", "--bounding-set=-net_admin", Deno.execPath(), "eval", script],

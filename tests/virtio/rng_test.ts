@@ -12,11 +12,11 @@ import fc from "fast-check";
 import { GuestMemory } from "../../lib/memory.ts";
 import { EventLoop } from "../../lib/eventloop.ts";
 import { bit, VIRTIO_F, VIRTIO_STATUS } from "../../lib/virtio/device.ts";
-import { MMIO_INT, MMIO_REG } from "../../lib/virtio/mmio_regs.ts";
+import { MMIO_INT, MMIO_REG } from "../../lib/virtio/mmio/regs.ts";
 import { type Segment, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from "../../lib/virtio/queue.ts";
 import { RNG_MAX_PER_REQUEST } from "../../lib/virtio/rng.ts";
 import { type RawDesc, ringLayout, TestDriver } from "./driver.ts";
-import { MmioRig } from "./mmio_rig.ts";
+import { MmioRig } from "./mmio/rig.ts";
 
 const S = VIRTIO_STATUS;
 

@@ -1,0 +1,302 @@
+/*V:415 The network card itself: two queues (receive, then transmit), a
+ * MAC address and a link status in its configuration space, and a tap
+ * behind it. Between them sit the receive engine (rx.ts) and the
+ * transmit engine (tx.ts); this file negotiates, wires them to the
+ * event loop, and decides when to listen to the tap at all.
+ *
+ * The features we offer are the ones that make bulk TCP cheap. CSUM and
+ * HOST_TSO4/6 let the guest hand us unchecksummed 64 KiB segments, which
+ * the tap accepts as they are; GUEST_CSUM and GUEST_TSO4/6 let the host
+ * hand the guest the same, once TUNSETOFFLOAD tells the tap the reader can
+ * take them; MRG_RXBUF lets the guest post page-sized receive buffers
+ * instead of 64 KiB ones. A driver may accept any subset, so long as it
+ * keeps the spec's dependencies (no TSO without the matching checksum). :*/
+
+import { EPOLL } from "../../sys/epoll.ts";
+import { getrandom } from "../../sys/calls.ts";
+import { NetdevControl, notPermitted, Tap } from "../../sys/tap.ts";
+import { SysError } from "../../sys/errno.ts";
+import { bit, VIRTIO_ID, type VirtioContext, type VirtioDevice } from "../device.ts";
+import type { Virtqueue } from "../queue.ts";
+import {
+  formatMac,
+  missingDependency,
+  NET_HDR_SIZE,
+  netFeatures,
+  type PacketPort,
+  tapOffloads,
+  VIRTIO_NET_CONFIG,
+  VIRTIO_NET_F,
+  VIRTIO_NET_S_LINK_UP,
+} from "./hdr.ts";
+import { NetRx } from "./rx.ts";
+import { NetTx } from "./tx.ts";
+import { parseTunnetSpec } from "./spec.ts";
+
+/** The features we offer (see V:415). */
+export const NET_FEATURES: bigint = [
+  VIRTIO_NET_F.CSUM,
+  VIRTIO_NET_F.GUEST_CSUM,
+  VIRTIO_NET_F.MAC,
+  VIRTIO_NET_F.GUEST_TSO4,
+  VIRTIO_NET_F.GUEST_TSO6,
+  VIRTIO_NET_F.HOST_TSO4,
+  VIRTIO_NET_F.HOST_TSO6,
+  VIRTIO_NET_F.MRG_RXBUF,
+  VIRTIO_NET_F.STATUS,
+].reduce((m, n) => m | bit(n), 0n);
+
+/** Queue sizes: the Linux driver's default ring of 256 for both. */
+export const NET_QUEUE_SIZE = 256;
+/** The netmask prefix the host end of a routed tap gets. */
+export const ROUTED_PREFIX = 24;
+
+/** Options for {@link NetDevice}. */
+export interface NetDeviceOptions {
+  /** The guest's MAC address (default: a random locally administered one). */
+  mac?: Uint8Array;
+  /** For messages (default "virtio-net"). */
+  name?: string;
+}
+
+/*V:416 The guest's MAC. The original launcher handed the guest the tap's
+ * own address; a guest and a host interface sharing one address confuse a
+ * bridge, which then cannot tell which side a frame is for. So the guest
+ * gets its own: random, with the "locally administered" bit set and the
+ * multicast bit clear, which is what such made-up addresses are for. :*/
+
+/** A random unicast, locally administered MAC address. */
+export function randomMac(): Uint8Array {
+  const mac = new Uint8Array(6);
+  getrandom(mac);
+  mac[0] = (mac[0]! & 0xfc) | 0x02;
+  return mac;
+}
+
+/** virtio-net backed by a tap device (or any {@link PacketPort}). */
+export class NetDevice implements VirtioDevice {
+  /** For messages. */
+  readonly name: string;
+  /** VIRTIO_ID_NET. */
+  readonly deviceId: number = VIRTIO_ID.NET;
+  /** See {@link NET_FEATURES}. */
+  readonly features: bigint = NET_FEATURES;
+  /** Receive queue, transmit queue. */
+  readonly queueSizes: readonly number[] = [NET_QUEUE_SIZE, NET_QUEUE_SIZE];
+  /** struct virtio_net_config: mac, then status (link up). */
+  readonly config: Uint8Array = new Uint8Array(VIRTIO_NET_CONFIG.size);
+  readonly #port: PacketPort;
+  #ctx: VirtioContext | undefined;
+  #rxq: Virtqueue | undefined;
+  #rx: NetRx | undefined;
+  #tx: NetTx | undefined;
+  #watched = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * A device on `port`, which it owns from now on (close() closes it).
+   * @param port where frames go and come from (a {@link Tap} in the launcher)
+   * @param options MAC address and name
+   */
+  constructor(port: PacketPort, options: NetDeviceOptions = {}) {
+    this.#port = port;
+    this.name = options.name ?? "virtio-net";
+    const mac = options.mac ?? randomMac();
+    if (mac.length !== 6) throw new RangeError(`a MAC address has 6 bytes, not ${mac.length}`);
+    this.config.set(mac, VIRTIO_NET_CONFIG.fields.mac.offset);
+    new DataView(this.config.buffer).setUint16(VIRTIO_NET_CONFIG.fields.status.offset, VIRTIO_NET_S_LINK_UP, true);
+  }
+
+  /** The guest's MAC address, as in the config space. */
+  get mac(): Uint8Array {
+    return this.config.slice(0, 6);
+  }
+
+  /** Frames sent and dropped on the transmit queue since activation. */
+  get txTotals(): { sent: number; dropped: number } {
+    return { ...(this.#tx?.totals ?? { sent: 0, dropped: 0 }) };
+  }
+
+  /** Frames read from the tap, delivered to the guest and dropped since activation. */
+  get rxTotals(): { read: number; delivered: number; dropped: number } {
+    return { ...(this.#rx?.totals ?? { read: 0, delivered: 0, dropped: 0 }) };
+  }
+
+  /** Refuses feature sets the spec forbids (e.g. GUEST_TSO4 without GUEST_CSUM). */
+  acceptFeatures(features: bigint): boolean {
+    return missingDependency(features) === undefined;
+  }
+
+  /** Switches the tap's offloads to what the driver accepted and starts both engines. */
+  activate(ctx: VirtioContext, queues: ReadonlyArray<Virtqueue | undefined>): void {
+    this.#ctx = ctx;
+    const missing = missingDependency(ctx.features);
+    if (missing !== undefined) throw new Error(`the driver accepted ${missing}`);
+    this.#port.setOffload(tapOffloads(ctx.features));
+    const [rxq, txq] = queues;
+    this.#rxq = rxq;
+    const log = (line: string) => ctx.log(line);
+    if (rxq !== undefined) this.#rx = new NetRx(ctx.memory, rxq, this.#port, netFeatures(ctx.features), log);
+    if (txq !== undefined) this.#tx = new NetTx(ctx.memory, txq, this.#port, log);
+    ctx.log(`offloads 0x${tapOffloads(ctx.features).toString(16)}, MAC ${formatMac(this.mac)}`);
+    // While it has buffers the device needs no doorbell for more; it asks again when it runs out.
+    rxq?.enableNotifications(false);
+    this.#receive();
+    this.#transmit();
+  }
+
+  /*V:417 Listening to the tap. We watch its fd for input only while the
+   * guest has somewhere to put a frame: once the receive engine says it is
+   * starved, the fd leaves the epoll set, frames wait in the kernel's
+   * queue, and the guest's next doorbell on the receive queue puts it back
+   * (the original's enable_fd). We watch for output only while the port
+   * pushes back on a transmit. So an idle guest with no buffers costs the
+   * host nothing, and a guest flooding us cannot make us spin. :*/
+
+  /** The driver rang queue 0 (new receive buffers) or 1 (new frames). */
+  notify(queue: number): void {
+    if (this.#ctx === undefined) return;
+    if (queue === 0 && this.#rx !== undefined && this.#rx.starved) {
+      this.#rx.starved = false;
+      this.#rxq?.enableNotifications(false);
+      this.#receive();
+    } else if (queue === 1 && this.#tx !== undefined && !this.#tx.blocked) {
+      this.#transmit();
+    }
+  }
+
+  #receive(): void {
+    const rx = this.#rx;
+    if (rx === undefined || rx.starved || rx.broken) return this.#watch();
+    const n = rx.receive();
+    if (n > 0) this.#ctx?.used(0);
+    this.#watch();
+  }
+
+  #transmit(): void {
+    const tx = this.#tx;
+    if (tx === undefined) return;
+    const { used, more } = tx.transmit();
+    if (used > 0) this.#ctx?.used(1);
+    if (more && this.#timer === undefined) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#guard(() => this.#transmit());
+      }, 0);
+    }
+    this.#watch();
+  }
+
+  /** Brings the epoll registration of the port in line with what the engines need. */
+  #watch(): void {
+    const ctx = this.#ctx;
+    if (ctx === undefined) return;
+    const rx = this.#rx;
+    const want = (rx !== undefined && !rx.starved && !rx.broken ? EPOLL.IN : 0) | (this.#tx?.blocked ? EPOLL.OUT : 0);
+    if (want === this.#watched) return;
+    if (want === 0) ctx.loop.remove(this.#port.fd);
+    else if (this.#watched === 0) ctx.loop.add(this.#port.fd, want, (events) => this.#ready(events));
+    else ctx.loop.modify(this.#port.fd, want);
+    this.#watched = want;
+  }
+
+  #ready(events: number): void {
+    this.#guard(() => {
+      if (events & EPOLL.OUT) this.#transmit();
+      if (events & (EPOLL.IN | EPOLL.ERR | EPOLL.HUP)) this.#receive();
+    });
+  }
+
+  /** Runs engine work from our own callbacks: a broken rule fails the device, as the transport does. */
+  #guard(work: () => void): void {
+    const ctx = this.#ctx;
+    if (ctx === undefined) return;
+    try {
+      work();
+    } catch (e) {
+      ctx.fail(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  /** Stops both engines, stops watching the tap, and takes its offloads back (no driver takes them now). */
+  reset(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#watched !== 0) this.#ctx?.loop.remove(this.#port.fd);
+    this.#watched = 0;
+    if (this.#ctx !== undefined) this.#port.setOffload(0);
+    this.#ctx = undefined;
+    this.#rxq = undefined;
+    this.#rx = undefined;
+    this.#tx = undefined;
+  }
+
+  /** Closes the tap (which deletes the interface). Safe twice. */
+  close(): void {
+    this.reset();
+    this.#port.close();
+  }
+
+  /*V:418 Opening the wire, from --tunnet. A new tap always; then either an
+   * address for its host end (a /24, so the guest's neighbours on that
+   * network are reached through it) or a place on an existing bridge, and
+   * in both cases the link brought up, as the original's setup_tun_net did.
+   * Whatever goes wrong, the user gets one line saying which --tunnet, and
+   * what: no tun driver, no such bridge, not permitted. :*/
+
+  /**
+   * Creates a tap for `spec` and a device on it.
+   * @param spec `<ipv4>` (routed: the host end gets that address/24) or `bridge:<name>`
+   * @param options MAC address and name
+   * @throws Error with one line naming the problem
+   */
+  static open(spec: string, options: NetDeviceOptions = {}): NetDevice {
+    const where = `--tunnet=${spec}`;
+    const parsed = parseTunnetSpec(spec);
+    let tap: Tap;
+    try {
+      tap = Tap.open(NET_HDR_SIZE);
+    } catch (e) {
+      throw new Error(`${where}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    const ctl = new NetdevControl();
+    try {
+      if ("bridge" in parsed) joinBridge(ctl, tap.name, parsed.bridge);
+      else configureAddress(ctl, tap.name, parsed.ip);
+      step(`cannot bring ${tap.name} up`, () => ctl.up(tap.name));
+      const name = options.name ??
+        `virtio-net (${tap.name}${"bridge" in parsed ? ` on ${parsed.bridge}` : ` ${spec}`})`;
+      return new NetDevice(tap, { ...options, name });
+    } catch (e) {
+      tap.close();
+      throw new Error(`${where}: ${e instanceof Error ? e.message : String(e)}`);
+    } finally {
+      ctl.close();
+    }
+  }
+}
+
+function step(what: string, work: () => void): void {
+  try {
+    work();
+  } catch (e) {
+    if (!(e instanceof SysError)) throw e;
+    throw new Error(`${what}: ${notPermitted(e)}`);
+  }
+}
+
+function joinBridge(ctl: NetdevControl, tap: string, bridge: string): void {
+  if (ctl.index(bridge) === 0) throw new Error(`bridge ${bridge} does not exist`);
+  const ifindex = ctl.index(tap);
+  try {
+    ctl.addToBridge(bridge, ifindex);
+  } catch (e) {
+    if (!(e instanceof SysError)) throw e;
+    if (e.code === "EOPNOTSUPP" || e.code === "EINVAL") throw new Error(`${bridge} is not a bridge (${e.code})`);
+    throw new Error(`cannot add ${tap} to bridge ${bridge}: ${notPermitted(e)}`);
+  }
+}
+
+function configureAddress(ctl: NetdevControl, tap: string, ip: number[]): void {
+  step(`cannot give ${tap} the address ${ip.join(".")}/${ROUTED_PREFIX}`, () => ctl.setAddress(tap, ip, ROUTED_PREFIX));
+}
