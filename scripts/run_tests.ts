@@ -31,6 +31,7 @@ const onHost = plan.filter((f) => f.where === "host").map((f) => f.path);
 const inVm = plan.filter((f) => f.where === "vm").map((f) => f.path);
 
 await ensurePackages([
+  "acpica-tools",
   "gcc",
   "make",
   "bison",
