@@ -4,7 +4,9 @@
  * side by side, and writes bench/results.json, bench/results.md (the table
  * the README embeds) and bench/results.svg. Options:
  *
- *   --repeats=N    pairs per figure (default 7)
+ *   --repeats=N    pairs per figure (default 7; the blk, net and memory
+ *                  sections take at most 3, launch at least 9: the header
+ *                  of results.md gives the counts each section really took)
  *   --only=a,b     run only these sections (exit, launch, blk, net, memory, linux);
  *                  the other sections of an existing results.json are kept
  *   --no-write     print the table, leave bench/ alone
@@ -82,6 +84,8 @@ async function main(argv: string[]): Promise<number> {
       const reason = e instanceof Error ? e.message : String(e);
       sections.push({ id: b.id, title: b.title, status: "failed", reason, figures: [], analysis: [] });
     }
+    // With --only, sections of different runs share one results.json.
+    sections.at(-1)!.measuredAt = new Date().toISOString();
     log(`${b.id}: ${sections.at(-1)!.status} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
   const results: Results = {

@@ -8,9 +8,9 @@
  * writes (and they must reach the file), and its network loop must get all
  * its frames taken through a tap in a namespace of its own; with the
  * offloads, its 64 KiB TCP segments must reach the host stack whole, and
- * net_host's must reach the guest whole, spread over merged buffers. The pure pieces (medians, paired ratios,
- * smaps parsing, the Markdown table) are checked on fixed inputs. No test
- * here asserts a timing. :*/
+ * net_host's must reach the guest whole, spread over merged buffers. The pure
+ * pieces (medians, spreads, smaps parsing, the Markdown table) need no KVM
+ * and are checked in bench_host_test.ts. No test here asserts a timing. :*/
 
 import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
@@ -18,14 +18,9 @@ import { HAVE_KVM, runLauncher } from "./helpers/launcher.ts";
 import { programHeaders } from "./helpers/elf_phdrs.ts";
 import { GuestMemory } from "../lib/memory.ts";
 import { loadElf, PT_LOAD, PT_NOTE, XEN_ELFNOTE_PHYS32_ENTRY } from "../lib/boot/elf.ts";
-import { median, pairedRatio } from "../scripts/bench/stats.ts";
-import { parseSmaps, splitRss } from "../scripts/bench/memory.ts";
 import { cyclesPerExit } from "../scripts/bench/exit.ts";
 import { buildPeer, which } from "../scripts/bench/tools.ts";
 import { runWithMarker } from "../scripts/bench/run.ts";
-import { renderMarkdown, type Results } from "../scripts/bench/report_md.ts";
-import { renderSvg } from "../scripts/bench/report_svg.ts";
-import { figure } from "../scripts/bench/stats.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const QEMU = which("qemu-system-x86_64");
@@ -195,87 +190,4 @@ Deno.test({
       await ip("netns", "del", ns);
     }
   },
-});
-
-Deno.test("bench: medians and paired ratios", () => {
-  assert.equal(median([]), null);
-  assert.equal(median([3, 1, 2]), 2);
-  assert.equal(median([4, 1, 3, 2]), 2.5);
-  assert.equal(median([1, NaN, 3]), 2, "non-numbers are dropped");
-  assert.equal(pairedRatio([2, 4, 9], [1, 2, 3]), 2, "median of 2, 2, 3");
-  assert.equal(pairedRatio([1, 2], [0, 0]), null, "no usable pair");
-  assert.equal(cyclesPerExit("BENCH-PIO: 0 5 cpl 3\n"), undefined);
-  assert.equal(cyclesPerExit("x\nBENCH-PIO: 4 100 cpl 0\n"), 25);
-});
-
-Deno.test("bench: smaps parsing separates guest RAM from the launcher's own pages", () => {
-  const smaps = [
-    "55d0c0000000-55d0c0100000 r-xp 00000000 08:01 123 /usr/bin/deno",
-    "Size:               1024 kB",
-    "Rss:                 800 kB",
-    "7f0000000000-7f0008000000 rw-p 00000000 00:00 0 ",
-    "Size:             131072 kB",
-    "Rss:                 300 kB",
-    "7f1000000000-7f1010000000 rw-p 00000000 00:00 0",
-    "Size:             262144 kB",
-    "Rss:                  50 kB",
-    "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]",
-    "Size:                132 kB",
-    "Rss:                  12 kB",
-  ].join("\n");
-  const maps = parseSmaps(smaps);
-  assert.equal(maps.length, 4);
-  assert.deepEqual(maps.map((m) => m.anonymous), [false, true, true, false]);
-  assert.deepEqual(splitRss(maps, 131072), { totalKiB: 1162, guestKiB: 300 }, "the smallest anonymous fit");
-  assert.equal(splitRss(maps, 1 << 20), undefined, "no mapping that large");
-});
-
-Deno.test("bench: the Markdown table and the chart show every figure", () => {
-  const context = { cpu: "Test CPU", kvm: "pvm", commit: "abc", peer: "C peer" };
-  const results: Results = {
-    generatedAt: "2026-01-02T03:04:05.000Z",
-    durationS: 1,
-    repeats: 3,
-    machine: {
-      cpu: "Test CPU",
-      cpus: 2,
-      kvm: "pvm",
-      hostKernel: "6.1",
-      commit: "abc",
-      deno: "2.9.6",
-      qemu: "QEMU 7.2",
-      gcc: "gcc 12",
-      loadAverage: 0.5,
-    },
-    sections: [
-      {
-        id: "exit",
-        title: "1. Exit",
-        status: "measured",
-        analysis: ["found something"],
-        figures: [
-          figure({
-            id: "exit.ring3",
-            label: "ring 3",
-            unit: "µs/exit",
-            lguest: [11, 12, 13],
-            peer: [10, 10, 10],
-            context,
-            target: ({ ratio }) => ({ text: "ratio ≤ 1.10", met: ratio !== null && ratio <= 1.1 }),
-          }),
-        ],
-      },
-      { id: "blk", title: "3. blk", status: "not-measured", reason: "no driver yet", figures: [], analysis: [] },
-    ],
-  };
-  const md = renderMarkdown(results);
-  assert.match(md, /^\| ring 3 \| µs\/exit \| 12\.0 \| 10\.0 \| 1\.20 \| ratio ≤ 1\.10 \| \*\*no\*\* \|$/m);
-  assert.match(md, /^\| not measured \(see below\) \|/m);
-  assert.match(md, /^- \(3\) not measured: no driver yet$/m);
-  assert.match(md, /^- \(1\) found something$/m);
-  assert.match(md, /Test CPU \(2 CPUs\), KVM \*\*pvm\*\*/);
-  const svg = renderSvg(results);
-  assert.match(svg, /^<svg /);
-  assert.match(svg, />1\.20×</);
-  assert.equal((svg.match(/<rect /g) ?? []).length, 2, "background and one bar");
 });

@@ -27,6 +27,54 @@ export interface FigureContext {
   peer: string;
 }
 
+/**
+ * How one set of samples spread: how many there were, the smallest, the
+ * median and the largest, in `unit`. A median alone cannot tell a steady
+ * 10% gap from one noisy run; with min and max beside it, the reader can.
+ */
+export interface Spread {
+  /** How many samples (runs) there were. */
+  samples: number;
+  /** The smallest. */
+  min: number;
+  /** The median. */
+  median: number;
+  /** The largest. */
+  max: number;
+  /** Their unit, e.g. "µs/exit", or "×" for ratios. */
+  unit: string;
+}
+
+/** The spread of each side of a figure and of its per-pair ratios. */
+export interface FigureSpread {
+  /** lguest's samples (null when it produced none). */
+  lguest: Spread | null;
+  /** The peer's samples (null when it produced none). */
+  peer: Spread | null;
+  /** The per-pair ratios lguest/peer (null when no pair had both). */
+  ratio: Spread | null;
+}
+
+/**
+ * What lguest adds over its peer, as a difference rather than a ratio: the
+ * exit benchmark's "ns added per exit by the launcher over the C loop".
+ * Where an exit costs tens of µs in the host kernel (PVM), a ratio near 1
+ * hides a fixed per-exit overhead that would dominate where an exit costs
+ * one µs (hardware KVM); the difference does not depend on the kernel's share.
+ */
+export interface Added {
+  /** What it is, for the table. */
+  label: string;
+  /** Its unit, e.g. "ns/exit". */
+  unit: string;
+  /** lguest's median minus the peer's median, in `unit`; null without both. */
+  value: number | null;
+  /** The per-pair differences (runs back to back), in `unit`. */
+  pairs: Spread | null;
+  /** The goal, e.g. "≤ 300 ns added per exit", and whether this run met it. */
+  target: Target;
+}
+
 /** One compared number: lguest against a peer. */
 export interface Figure {
   /** Stable id, e.g. "exit.ring3". */
@@ -45,6 +93,14 @@ export interface Figure {
   ratio: number | null;
   /** Every sample, in run order. */
   samples: { lguest: number[]; peer: number[] };
+  /**
+   * Sample counts and min/median/max of each side and of the ratios.
+   * Absent in results written before the spread was recorded (the
+   * renderer then computes it from `samples`).
+   */
+  spread?: FigureSpread;
+  /** What lguest adds over the peer, where a difference says more than a ratio. */
+  added?: Added;
   /** The target this figure answers, if any. */
   target?: Target;
   /** Where, what and against whom. */
@@ -72,6 +128,8 @@ export interface Section {
   figures: Figure[];
   /** Findings computed in the run: what explains a gap, what would close it. */
   analysis: string[];
+  /** ISO time this section was measured (absent in older results). */
+  measuredAt?: string;
 }
 
 /** The machine a run happened on. */
