@@ -6,7 +6,9 @@
  * thread and serves its devices until the guest resets, powers off or is
  * stopped. The machine owns the devices it is given from `create()` on, and
  * `close()` (or `await using`) releases everything: vCPU first, then devices,
- * then memory.
+ * then memory. Neither `stop()` nor `close()` waits more than
+ * {@link VCPU_STOP_TIMEOUT_MS} for the vCPU: one that does not stop in time
+ * is given up on, and `run()` says so.
  *
  * @example Boot a kernel with its console on this process's stdout
  * ```ts ignore
@@ -26,7 +28,7 @@
  * @module
  */
 
-export { Machine, MAX_MEMORY_MIB } from "./lib/machine.ts";
+export { Machine, MAX_MEMORY_MIB, VCPU_STOP_TIMEOUT_MS } from "./lib/machine.ts";
 export type { BootInfo, MachineConfig, RunResult } from "./lib/machine.ts";
 export type { LoadedKernel } from "./lib/boot/kernel.ts";
 export type { InitrdPlacement } from "./lib/boot/initrd.ts";
@@ -38,7 +40,10 @@ export { BootError } from "./lib/boot/errors.ts";
 export { Kvm, kvmFlavour, KvmUnavailableError } from "./lib/kvm/kvm.ts";
 export { SysError } from "./lib/sys/errno.ts";
 export { VERSION } from "./lib/version.ts";
-export type { QueueWiring, VirtioContext, VirtioDevice } from "./lib/virtio/device.ts";
+export { INTERRUPT_CAUSE, raiseInterrupt } from "./lib/virtio/device.ts";
+export type { DeviceContext, InterruptLine, QueueSession, VirtioDevice } from "./lib/virtio/device.ts";
+export { DEFAULT_BUDGET, drainQueue, LoopQueue } from "./lib/virtio/drain.ts";
+export type { DrainEnd } from "./lib/virtio/drain.ts";
 export { Virtqueue, VirtqueueError } from "./lib/virtio/queue.ts";
 export type { Chain, QueueFeatures, QueueLayout, QueueStart, Segment } from "./lib/virtio/queue.ts";
 export { EventLoop } from "./lib/eventloop.ts";

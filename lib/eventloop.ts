@@ -1,12 +1,15 @@
-/*L:500 The main thread serves every device from one loop, as the original
- * launcher's Waker dreamed of: one epoll set holds every descriptor a device
- * waits on (stdin, eventfds, later taps and disk completions), and each
- * ready descriptor calls its handler. The wait itself runs on Deno's
- * blocking pool so the JavaScript event loop stays free for signals, Worker
- * messages and timers; a private eventfd lets anyone cut a wait short, which
- * is how handlers are added, removed, or the loop stopped. If the wait
- * itself fails, nothing can be served any more: run() ends with that
- * error instead of trying again. :*/
+/*L:500 The main thread serves its devices from one loop, as the original
+ * launcher's Waker dreamed of: one epoll set holds every descriptor the main
+ * thread waits on (stdin, the mailbox of forwarded register writes, the
+ * doorbells of the queues served here, taps, stdout while it is full), and
+ * each ready descriptor calls its handler. A device that serves a queue on
+ * a thread of its own (the disk) waits on that queue's doorbell there
+ * instead, so its requests never pass through this loop. The wait itself
+ * runs on Deno's blocking pool so the JavaScript event loop stays free for
+ * signals, Worker messages and timers; a private eventfd lets anyone cut a
+ * wait short, which is how handlers are added, removed, or the loop
+ * stopped. If the wait itself fails, nothing can be served any more: run()
+ * ends with that error instead of trying again. :*/
 
 import { close, drainEventfd, EPOLL, Epoll, eventfd, signalEventfd, SysError } from "./sys/mod.ts";
 

@@ -16,10 +16,10 @@ import { at, gettid, signalEventfd, writeAll } from "./sys/calls.ts";
 import { lastErrno, libc } from "./sys/libc.ts";
 import { Errno, errnoName } from "./sys/errno.ts";
 import type { VcpuExit, VcpuInit, VcpuMessage } from "./vcpu_protocol.ts";
+import { CONTROL, ENTRY } from "./vcpu_thread.ts";
 import { MailboxClient, MmioProxy } from "./virtio/mmio/proxy.ts";
 import { MMIO_WINDOW } from "./virtio/mmio/regs.ts";
 
-const STOP = 0;
 const KVM_RUN_REQUEST = BigInt(KVM.RUN);
 
 function run(init: VcpuInit): VcpuExit {
@@ -50,7 +50,7 @@ function run(init: VcpuInit): VcpuExit {
 
   let exits = 0;
   for (;;) {
-    if (Atomics.load(stop, STOP) !== 0) return { clean: true, reason: "stopped", exits };
+    if (Atomics.load(stop, CONTROL.STOP) !== 0) return { clean: true, reason: "stopped", exits };
     const r = libc.ioctl_int(init.vcpuFd, KVM_RUN_REQUEST, 0n);
     if (r < 0) {
       const e = lastErrno();
@@ -78,6 +78,8 @@ const port = self as unknown as {
 
 port.onmessage = (ev) => {
   const init = ev.data;
+  // A main thread that gave up waiting for us has claimed this word first: never touch the vCPU (L:415).
+  if (Atomics.compareExchange(new Int32Array(init.control), CONTROL.ENTRY, 0, ENTRY.BEGUN) !== 0) return;
   port.postMessage({ type: "started", tid: gettid() });
   let result: VcpuExit;
   try {

@@ -20,7 +20,7 @@ export interface VcpuInit {
   serial: SharedArrayBuffer;
   /** An eventfd the UART signals when its full receive ring drains. */
   spaceFd: number;
-  /** Int32 control words: [0] = stop flag. */
+  /** Int32 control words: [0] = stop flag, [1] = the start check (see vcpu_thread.ts). */
   control: SharedArrayBuffer;
   /** Virtio-mmio windows: name, base address, shared register image. */
   virtio: Array<{ name: string; base: number; image: SharedArrayBuffer }>;

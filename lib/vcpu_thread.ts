@@ -57,6 +57,31 @@ export function kickThread(tid: number): void {
   tgkill(getpid(), tid, KICK_SIGNAL.number);
 }
 
+/*L:415 A vCPU that does not stop. The kick ends KVM_RUN, but the
+ * thread can be blocked somewhere a signal does not reach: writing a
+ * guest's serial output to a pipe nobody reads, for one (Deno's handler is
+ * installed with SA_RESTART, so that write(2) simply resumes). Waiting for
+ * it would hang stop(), close() and the process with them, so the wait is
+ * bounded: after two seconds the thread is given up on. Its Worker is ended
+ * (it cannot run another line of JavaScript once its call returns), `done`
+ * resolves with a reason that says so, and the machine keeps guest RAM,
+ * kvm_run and the KVM descriptors mapped and open for as long as the
+ * process lives, because the thread is still inside a call that may touch
+ * them. A Worker that had not begun by then is no danger: a shared word,
+ * claimed by compare-and-exchange, decides whether it begins or never
+ * does. :*/
+
+/** Int32 words of `VcpuInit.control`, shared by the main thread and the vCPU thread. */
+export const CONTROL = {
+  /** Non-zero: the vCPU must stop. */
+  STOP: 0,
+  /** 0 until claimed: BEGUN by the vCPU thread before it touches the vCPU, or NEVER by a main thread that gave up. */
+  ENTRY: 1,
+} as const;
+
+/** Values of the {@link CONTROL}.ENTRY word. */
+export const ENTRY = { BEGUN: 1, NEVER: 2 } as const;
+
 /** A vCPU Worker: spawned (booting), then started (running the guest). */
 export class VcpuThread {
   readonly #worker: Worker;
@@ -65,11 +90,15 @@ export class VcpuThread {
   #runAddress = 0n;
   #id = 0;
   #tid = 0;
-  /** The vCPU has returned from its last KVM_RUN (`done` resolved). */
+  /** The vCPU has returned from its last KVM_RUN (it said so, or its Worker failed). */
   #finished = false;
   /** terminate() was called: kvm_run may be unmapped, so stop() must not write to it. */
   #released = false;
-  /** Resolves when the vCPU has stopped (or the Worker failed), with why. */
+  #settle: (exit: VcpuExit) => void = () => {};
+  /**
+   * Resolves when the vCPU has stopped (or the Worker failed), with why; or, if halt() gave up on it,
+   * with `clean: false` and a reason that says the thread was abandoned.
+   */
   readonly done: Promise<VcpuExit>;
 
   private constructor() {
@@ -77,22 +106,22 @@ export class VcpuThread {
     const worker = new Worker(new URL("./vcpu.worker.ts", import.meta.url).href, { type: "module" });
     let onStarted: (tid: number) => void = () => {};
     this.#started = new Promise<number>((r) => onStarted = r);
-    this.done = new Promise<VcpuExit>((resolve) => {
-      worker.onmessage = (ev: MessageEvent<VcpuMessage>) => {
-        if (ev.data.type === "started") onStarted(ev.data.tid);
-        else {
-          resolve(ev.data.result);
-          worker.terminate();
-        }
-      };
-      worker.onerror = (ev) => {
-        ev.preventDefault();
-        resolve({ clean: false, reason: `vCPU ${this.#id} thread failed: ${ev.message}`, exits: 0 });
-        worker.terminate();
-      };
-    });
+    this.done = new Promise<VcpuExit>((resolve) => this.#settle = resolve);
+    worker.onmessage = (ev: MessageEvent<VcpuMessage>) => {
+      if (ev.data.type === "started") onStarted(ev.data.tid);
+      else this.#finish(ev.data.result);
+    };
+    worker.onerror = (ev) => {
+      ev.preventDefault();
+      this.#finish({ clean: false, reason: `vCPU ${this.#id} thread failed: ${ev.message}`, exits: 0 });
+    };
     this.#worker = worker;
-    this.done.then(() => this.#finished = true);
+  }
+
+  #finish(exit: VcpuExit): void {
+    this.#finished = true;
+    this.#settle(exit);
+    this.#worker.terminate();
   }
 
   /**
@@ -105,7 +134,7 @@ export class VcpuThread {
 
   /**
    * Hands the Worker its vCPU and lets it run.
-   * @param init what the Worker needs (fds, addresses, shared state)
+   * @param init what the Worker needs (fds, addresses, shared state; `control` laid out as {@link CONTROL})
    * @returns once the Worker reports its thread id (or has already ended)
    */
   async start(init: VcpuInit): Promise<void> {
@@ -124,7 +153,7 @@ export class VcpuThread {
    */
   stop(): void {
     if (this.#control === undefined || this.#finished || this.#released) return;
-    Atomics.store(this.#control, 0, 1);
+    Atomics.store(this.#control, CONTROL.STOP, 1);
     const p = at(this.#runAddress);
     if (p !== null) {
       new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(p, KVM_RUN.size))[KVM_RUN.fields.immediate_exit.offset] = 1;
@@ -140,12 +169,15 @@ export class VcpuThread {
 
   /**
    * Stops the vCPU and waits until it is out of KVM_RUN, at most `timeoutMs`,
-   * then ends the Worker. A Worker never started is simply ended.
+   * then ends the Worker. A Worker never started is simply ended. If the wait
+   * times out, `done` resolves (if it had not) with the reason the thread was
+   * given up on (L:415).
    * @param timeoutMs how long to wait for `done`
-   * @returns true if the vCPU is known to be out of KVM_RUN; false if the wait timed out
+   * @returns true if the vCPU is known to be out of KVM_RUN, or never entered it; false if it was given up on
    */
   async halt(timeoutMs: number): Promise<boolean> {
-    if (this.#control === undefined) {
+    const control = this.#control;
+    if (control === undefined) {
       this.terminate();
       return true;
     }
@@ -155,7 +187,19 @@ export class VcpuThread {
     const out = await Promise.race([this.done.then(() => true), late]);
     clearTimeout(timer);
     this.terminate();
-    return out;
+    if (out || this.#finished) return true;
+    // Still loading its modules? Then it never will begin, and there is nothing to be afraid of.
+    const never = Atomics.compareExchange(control, CONTROL.ENTRY, 0, ENTRY.NEVER) === 0;
+    this.#settle(
+      never ? { clean: true, reason: "stopped", exits: 0 } : {
+        clean: false,
+        reason: `vCPU ${this.#id} did not stop within ${timeoutMs} ms (its thread is blocked where the kick cannot ` +
+          `reach it, e.g. writing to a console nobody reads); it was given up on, and guest memory and the KVM ` +
+          `descriptors are kept until the process exits`,
+        exits: 0,
+      },
+    );
+    return never;
   }
 
   /**

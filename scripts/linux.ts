@@ -17,6 +17,8 @@
  * Running `deno run -A scripts/linux.ts` builds (if needed) and prints the
  * paths as JSON. :*/
 
+import { cacheRoot } from "./cache.ts";
+
 /** Paths to a built guest kernel and initramfs, all inside the cache. */
 export interface LinuxArtifacts {
   /** The kernel in x86 boot protocol format (starts with "MZ", "HdrS" at 0x202). */
@@ -112,18 +114,8 @@ const TOOLS = [
   "bash",
 ];
 
-/**
- * The root of lguest's cache: `$LGUEST_CACHE`, else `$XDG_CACHE_HOME/lguest`,
- * else `~/.cache/lguest`. It lives outside the repository on purpose.
- */
-export function linuxCacheDir(): string {
-  const explicit = Deno.env.get("LGUEST_CACHE");
-  if (explicit) return explicit;
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  if (xdg) return `${xdg}/lguest`;
-  const home = Deno.env.get("HOME") ?? "/root";
-  return `${home}/.cache/lguest`;
-}
+/** The root of lguest's cache; kept under this name for the scripts that import it from here. */
+export { cacheRoot as linuxCacheDir } from "./cache.ts";
 
 /**
  * Returns a guest kernel and initramfs, building them first if the cache has
@@ -135,7 +127,7 @@ export async function ensureLinux(
   opts: EnsureLinuxOptions = {},
 ): Promise<LinuxArtifacts> {
   const log = opts.log ?? ((s: string) => console.error(`[linux] ${s}`));
-  const cache = linuxCacheDir();
+  const cache = cacheRoot();
 
   // Fast path: everything is already built.
   if (!exists(SOURCE_TARBALL) || !exists(BUSYBOX)) {

@@ -126,14 +126,14 @@ Deno.test("console input: back-pressure through the virtio console loses and reo
   let sawPushBack = false;
   try {
     for (let i = 0; i < 2; i++) rig.rx.add([], [16]);
-    rig.notify(CONSOLE_RX);
+    await rig.kick(CONSOLE_RX);
     writeAll(typist, typed);
     await rig.runUntil(() => {
       if (!input.watching) sawPushBack = true;
       const used = rig.rx.used();
       for (const u of used) got.push(...rig.rx.writableData(u.id));
       for (const _ of used) rig.rx.add([], [16]);
-      if (used.length > 0) rig.notify(CONSOLE_RX);
+      if (used.length > 0) rig.ring(CONSOLE_RX);
       return got.length >= typed.length;
     }, 20_000);
     assert.equal(sawPushBack, true, "stdin was taken out of the epoll set while the guest had no buffers");

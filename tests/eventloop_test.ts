@@ -16,12 +16,16 @@
 
 import assert from "node:assert/strict";
 import { EventLoop } from "../lib/eventloop.ts";
-import { close, eventfd, getpid, O, open, read, tgkill, write } from "../lib/sys/calls.ts";
+import { close, eventfd, O, open, read, write } from "../lib/sys/calls.ts";
 import { EPOLL } from "../lib/sys/epoll.ts";
 import { SysError } from "../lib/sys/errno.ts";
-import { cpuSeconds, replaceWithEventfd, untilWaiting, withNewEpollFd } from "./helpers/epoll_probe.ts";
-
-const SIGUSR2 = 12;
+import {
+  cpuSeconds,
+  replaceWithEventfd,
+  untilWaiting,
+  WaitInterrupter,
+  withNewEpollFd,
+} from "./helpers/epoll_probe.ts";
 
 const one = () => new Uint8Array(new BigUint64Array([1n]).buffer);
 const drain = (fd: number) => read(fd, new BigUint64Array(1));
@@ -300,8 +304,7 @@ Deno.test("eventloop: a failing epoll_wait ends run() at once with one line nami
 Deno.test("eventloop: a signal landing on the pool thread in epoll_wait (EINTR) does not end run()", async () => {
   const { value: loop, epfd } = withNewEpollFd(() => new EventLoop());
   const fd = eventfd();
-  const onSignal = () => {};
-  Deno.addSignalListener("SIGUSR2", onSignal);
+  const signals = new WaitInterrupter();
   let calls = 0;
   try {
     loop.add(fd, EPOLL.IN, () => {
@@ -311,8 +314,7 @@ Deno.test("eventloop: a signal landing on the pool thread in epoll_wait (EINTR) 
     });
     let outcome: unknown = "running";
     const ended = loop.run().then(() => outcome = "resolved", (e: unknown) => outcome = e);
-    const [tid] = await untilWaiting(epfd);
-    tgkill(getpid(), tid!, SIGUSR2);
+    await signals.interrupt(epfd);
     // The signal ends that wait at once; run() waits again (on whichever pool thread), and
     // the eventfd is then served as usual.
     await sleep(50);
@@ -323,7 +325,7 @@ Deno.test("eventloop: a signal landing on the pool thread in epoll_wait (EINTR) 
     assert.equal(outcome, "resolved");
     assert.equal(calls, 1);
   } finally {
-    Deno.removeSignalListener("SIGUSR2", onSignal);
+    signals.close();
     loop.close();
     close(fd);
   }

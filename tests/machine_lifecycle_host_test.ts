@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
-import { fdTargets } from "./helpers/failed_create.ts";
+import { fdTargets } from "./helpers/fd_census.ts";
 import { runLauncher } from "./helpers/launcher.ts";
 import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
 

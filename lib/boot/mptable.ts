@@ -17,175 +17,42 @@
  * the I/O interrupt assignments and the local interrupt assignments, in the
  * order the specification lists them. Every structure carries a checksum
  * byte chosen so that its bytes sum to 0 mod 256; the kernel discards a
- * table that fails the sum, so our decoder refuses one too. Both parts go in
- * the kilobyte at 0x9fc00, which the e820 map already reports as reserved,
- * so the kernel reads it but never hands the memory out. :*/
+ * table that fails the sum, and so does the decoder the tests read ours
+ * back with. Both parts go in the kilobyte at 0x9fc00, which the e820 map
+ * already reports as reserved, so the kernel reads it but never hands the
+ * memory out. :*/
 
 import type { GuestMemory } from "../memory.ts";
 import { BootError, hex } from "./errors.ts";
 import { IOAPIC_ADDR, LAPIC_ADDR, MPTABLE_ADDR, MPTABLE_END } from "./layout.ts";
+import {
+  CPU_BOOTPROCESSOR,
+  CPU_ENABLED,
+  DEFAULT_IOAPIC_PINS,
+  IOAPIC_VERSION,
+  ISA_BUS_ID,
+  LAPIC_VERSION,
+  MP_APIC_ALL,
+  MP_BUS,
+  MP_EXTINT,
+  MP_INT,
+  MP_INTSRC,
+  MP_IOAPIC,
+  MP_IRQ_CONFORMS,
+  MP_LINTSRC,
+  MP_NMI,
+  MP_PROCESSOR,
+  MP_SPEC_REV,
+  MP_STRUCTS,
+  MPC_APIC_USABLE,
+  MPC_SIGNATURE,
+  MPF_SIGNATURE,
+  type MpField,
+  mpField,
+  type MpStruct,
+} from "./mpspec.ts";
 
-/** One field of a packed C struct: byte offset and width. */
-interface FieldPlace {
-  readonly offset: number;
-  readonly size: number;
-}
-
-/**
- * The MP table's structs, as in Linux's asm/mpspec_def.h: each struct's size
- * and the offset and width of every member, keyed by the C member name. All
- * are packed by construction (no member needs padding) and little-endian.
- */
-export const MP_STRUCTS = {
-  /** The floating pointer ("_MP_"), found by scanning. */
-  mpf_intel: {
-    size: 16,
-    fields: {
-      signature: { offset: 0, size: 4 },
-      physptr: { offset: 4, size: 4 },
-      length: { offset: 8, size: 1 },
-      specification: { offset: 9, size: 1 },
-      checksum: { offset: 10, size: 1 },
-      feature1: { offset: 11, size: 1 },
-      feature2: { offset: 12, size: 1 },
-      feature3: { offset: 13, size: 1 },
-      feature4: { offset: 14, size: 1 },
-      feature5: { offset: 15, size: 1 },
-    },
-  },
-  /** The configuration table header ("PCMP"); entries follow it. */
-  mpc_table: {
-    size: 44,
-    fields: {
-      signature: { offset: 0, size: 4 },
-      length: { offset: 4, size: 2 },
-      spec: { offset: 6, size: 1 },
-      checksum: { offset: 7, size: 1 },
-      oem: { offset: 8, size: 8 },
-      productid: { offset: 16, size: 12 },
-      oemptr: { offset: 28, size: 4 },
-      oemsize: { offset: 32, size: 2 },
-      // The specification calls this the base table's entry count; Linux
-      // names it oemcount and walks the entries by `length` instead.
-      oemcount: { offset: 34, size: 2 },
-      lapic: { offset: 36, size: 4 },
-      // Extended table length (u16) and checksum (u8), and a reserved byte.
-      reserved: { offset: 40, size: 4 },
-    },
-  },
-  /** Entry type 0: one processor and its local APIC. */
-  mpc_cpu: {
-    size: 20,
-    fields: {
-      type: { offset: 0, size: 1 },
-      apicid: { offset: 1, size: 1 },
-      apicver: { offset: 2, size: 1 },
-      cpuflag: { offset: 3, size: 1 },
-      cpufeature: { offset: 4, size: 4 },
-      featureflag: { offset: 8, size: 4 },
-      reserved: { offset: 12, size: 8 },
-    },
-  },
-  /** Entry type 1: a bus, named by a space-padded six-character string. */
-  mpc_bus: {
-    size: 8,
-    fields: {
-      type: { offset: 0, size: 1 },
-      busid: { offset: 1, size: 1 },
-      bustype: { offset: 2, size: 6 },
-    },
-  },
-  /** Entry type 2: an IOAPIC and its MMIO address. */
-  mpc_ioapic: {
-    size: 8,
-    fields: {
-      type: { offset: 0, size: 1 },
-      apicid: { offset: 1, size: 1 },
-      apicver: { offset: 2, size: 1 },
-      flags: { offset: 3, size: 1 },
-      apicaddr: { offset: 4, size: 4 },
-    },
-  },
-  /** Entry type 3: which IOAPIC pin a bus interrupt is wired to. */
-  mpc_intsrc: {
-    size: 8,
-    fields: {
-      type: { offset: 0, size: 1 },
-      irqtype: { offset: 1, size: 1 },
-      irqflag: { offset: 2, size: 2 },
-      srcbus: { offset: 4, size: 1 },
-      srcbusirq: { offset: 5, size: 1 },
-      dstapic: { offset: 6, size: 1 },
-      dstirq: { offset: 7, size: 1 },
-    },
-  },
-  /** Entry type 4: what drives a local APIC's LINT0/LINT1 pins. */
-  mpc_lintsrc: {
-    size: 8,
-    fields: {
-      type: { offset: 0, size: 1 },
-      irqtype: { offset: 1, size: 1 },
-      irqflag: { offset: 2, size: 2 },
-      srcbusid: { offset: 4, size: 1 },
-      srcbusirq: { offset: 5, size: 1 },
-      destapic: { offset: 6, size: 1 },
-      destapiclint: { offset: 7, size: 1 },
-    },
-  },
-} as const satisfies Record<string, { size: number; fields: Record<string, FieldPlace> }>;
-
-/** A struct of {@link MP_STRUCTS}, by its C name. */
-export type MpStruct = keyof typeof MP_STRUCTS;
-
-/** A member of one {@link MP_STRUCTS} struct, by its C name. */
-export type MpField<S extends MpStruct> = keyof (typeof MP_STRUCTS)[S]["fields"] & string;
-
-/** The floating pointer's signature. */
-export const MPF_SIGNATURE = "_MP_";
-/** The configuration table's signature. */
-export const MPC_SIGNATURE = "PCMP";
-/** Specification revision 1.4, as both structures spell it. */
-export const MP_SPEC_REV = 4;
-
-/** Entry type: processor. */
-export const MP_PROCESSOR = 0;
-/** Entry type: bus. */
-export const MP_BUS = 1;
-/** Entry type: IOAPIC. */
-export const MP_IOAPIC = 2;
-/** Entry type: I/O interrupt assignment. */
-export const MP_INTSRC = 3;
-/** Entry type: local interrupt assignment. */
-export const MP_LINTSRC = 4;
-
-/** Interrupt type: a vectored interrupt (the IOAPIC supplies the vector). */
-export const MP_INT = 0;
-/** Interrupt type: non-maskable interrupt. */
-export const MP_NMI = 1;
-/** Interrupt type: system management interrupt. */
-export const MP_SMI = 2;
-/** Interrupt type: external interrupt (the 8259 supplies the vector). */
-export const MP_EXTINT = 3;
-
-/** cpuflag: the processor is usable. */
-export const CPU_ENABLED = 1;
-/** cpuflag: the processor is the one that boots. */
-export const CPU_BOOTPROCESSOR = 2;
-/** IOAPIC flags: usable. */
-export const MPC_APIC_USABLE = 1;
-/** Interrupt flags 0: polarity and trigger "conform to the bus" (ISA: active high, edge). */
-export const MP_IRQ_CONFORMS = 0;
-/** Destination APIC id meaning "every local APIC". */
-export const MP_APIC_ALL = 0xff;
-
-/** Local APIC version we declare: an integrated xAPIC, as KVM emulates. */
-export const LAPIC_VERSION = 0x14;
-/** IOAPIC version we declare: KVM's IOAPIC reports 0x11. */
-export const IOAPIC_VERSION = 0x11;
-/** The one bus: ISA, bus id 0, to which every declared IRQ belongs. */
-export const ISA_BUS_ID = 0;
-/** IOAPIC pins declared when the caller does not say: KVM's IOAPIC has 24. */
-export const DEFAULT_IOAPIC_PINS = 24;
+export * from "./mpspec.ts";
 
 // CPU signature (family 6, model 0, stepping 0) and CPUID.1:EDX flags (FPU,
 // APIC). Linux only prints these; the CPUs describe themselves through CPUID.
@@ -198,13 +65,6 @@ const BUS_TYPE_ISA = "ISA   ";
 const MPF = MP_STRUCTS.mpf_intel;
 const MPC = MP_STRUCTS.mpc_table;
 
-function place<S extends MpStruct>(struct: S, field: MpField<S>): FieldPlace {
-  const fields: Record<string, FieldPlace> = MP_STRUCTS[struct].fields;
-  const f = fields[field];
-  if (f === undefined) throw new Error(`${struct} has no member ${field}`);
-  return f;
-}
-
 /** Writes one member of a struct at `base`: an integer little-endian, a string as ASCII. */
 function put<S extends MpStruct>(
   mem: GuestMemory,
@@ -213,7 +73,7 @@ function put<S extends MpStruct>(
   field: MpField<S>,
   value: number | string,
 ): void {
-  const { offset, size } = place(struct, field);
+  const { offset, size } = mpField(struct, field);
   const at = base + offset;
   if (typeof value === "string") {
     if (value.length !== size) throw new Error(`${struct}.${field} needs ${size} characters, got "${value}"`);
@@ -233,28 +93,6 @@ function put<S extends MpStruct>(
     default:
       throw new Error(`${struct}.${field} is ${size} bytes, not an integer`);
   }
-}
-
-/** Reads one integer member of a struct at `base`. */
-function get<S extends MpStruct>(mem: GuestMemory, base: number, struct: S, field: MpField<S>): number {
-  const { offset, size } = place(struct, field);
-  const at = base + offset;
-  switch (size) {
-    case 1:
-      return mem.readU8(at);
-    case 2:
-      return mem.readU16(at);
-    case 4:
-      return mem.readU32(at);
-    default:
-      throw new Error(`${struct}.${field} is ${size} bytes, not an integer`);
-  }
-}
-
-/** Reads one character-array member of a struct at `base`. */
-function text<S extends MpStruct>(mem: GuestMemory, base: number, struct: S, field: MpField<S>): string {
-  const { offset, size } = place(struct, field);
-  return String.fromCharCode(...mem.slice(base + offset, size));
 }
 
 /** The byte sum of a guest range, mod 256 (0 for a well-formed structure). */
@@ -334,7 +172,7 @@ export function writeMpTable(mem: GuestMemory, options: MpTableOptions): { addr:
   let entries = 0;
   const entry = (struct: Exclude<MpStruct, "mpf_intel" | "mpc_table">, type: number): number => {
     const base = at;
-    mem.writeU8(base + place(struct, "type").offset, type);
+    mem.writeU8(base + mpField(struct, "type").offset, type);
     at += MP_STRUCTS[struct].size;
     entries++;
     return base;
@@ -414,225 +252,4 @@ export function writeMpTable(mem: GuestMemory, options: MpTableOptions): { addr:
   seal(mem, addr, MPF.size, addr + MPF.fields.checksum.offset);
 
   return { addr, size };
-}
-
-/** A processor entry, decoded. */
-export interface MpProcessor {
-  /** Local APIC id. */
-  readonly apicId: number;
-  /** Local APIC version. */
-  readonly apicVersion: number;
-  /** The CPU may be used. */
-  readonly enabled: boolean;
-  /** The CPU is the bootstrap processor. */
-  readonly bsp: boolean;
-  /** CPU signature (family, model, stepping). */
-  readonly signature: number;
-  /** CPUID.1:EDX feature flags. */
-  readonly features: number;
-}
-
-/** An I/O interrupt assignment, decoded. */
-export interface MpIrq {
-  /** {@link MP_INT}, {@link MP_NMI}, {@link MP_SMI} or {@link MP_EXTINT}. */
-  readonly type: number;
-  /** Polarity (bits 0-1) and trigger mode (bits 2-3); 0 conforms to the bus. */
-  readonly flags: number;
-  /** Source bus id. */
-  readonly srcBus: number;
-  /** The interrupt's number on its bus (the ISA IRQ). */
-  readonly srcIrq: number;
-  /** Destination IOAPIC id. */
-  readonly ioapicId: number;
-  /** Destination IOAPIC pin. */
-  readonly pin: number;
-}
-
-/** A local interrupt assignment, decoded. */
-export interface MpLint {
-  /** {@link MP_INT}, {@link MP_NMI}, {@link MP_SMI} or {@link MP_EXTINT}. */
-  readonly type: number;
-  /** Polarity and trigger mode; 0 conforms to the bus. */
-  readonly flags: number;
-  /** Source bus id. */
-  readonly srcBus: number;
-  /** Source bus IRQ. */
-  readonly srcIrq: number;
-  /** Destination local APIC id ({@link MP_APIC_ALL} for all). */
-  readonly dest: number;
-  /** Destination pin: 0 for LINT0, 1 for LINT1. */
-  readonly lint: number;
-}
-
-/** An MP table as {@link readMpTable} finds it. */
-export interface MpTable {
-  /** Address of the floating pointer. */
-  readonly pointer: number;
-  /** Address of the configuration table (the pointer's physptr). */
-  readonly table: number;
-  /** Bytes in the configuration table, header included. */
-  readonly length: number;
-  /** The header's entry count, checked against the entries found. */
-  readonly entryCount: number;
-  /** OEM id (8 characters). */
-  readonly oem: string;
-  /** Product id (12 characters). */
-  readonly productId: string;
-  /** Local APIC MMIO address. */
-  readonly lapicAddr: number;
-  /** APIC ids of the enabled CPUs, in table order. */
-  readonly cpus: number[];
-  /** Every processor entry. */
-  readonly processors: MpProcessor[];
-  /** Buses: id and type string (trailing spaces removed). */
-  readonly buses: Array<{ id: number; type: string }>;
-  /** The IOAPIC. */
-  readonly ioapic: { id: number; addr: number; version: number; usable: boolean };
-  /** I/O interrupt assignments, in table order. */
-  readonly irqs: MpIrq[];
-  /** Local interrupt assignments, in table order. */
-  readonly lints: MpLint[];
-}
-
-function checkSum(mem: GuestMemory, what: string, addr: number, length: number): void {
-  const sum = byteSum(mem, addr, length);
-  if (sum !== 0) {
-    throw new BootError(`${what} at ${hex(addr)}: bad checksum (its ${length} bytes sum to ${hex(sum)}, not 0)`);
-  }
-}
-
-/**
- * Finds and decodes the MP table the way Linux does: scans
- * [{@link MPTABLE_ADDR}, {@link MPTABLE_END}) in 16-byte steps for the
- * floating pointer, then follows its physptr to the configuration table.
- * For tests and diagnostics.
- * @param mem guest memory holding a table written by {@link writeMpTable}
- * @returns the decoded table
- * @throws BootError on a missing signature, a bad checksum, an unknown entry
- *   type, an entry count that does not match, or anything but one IOAPIC
- */
-export function readMpTable(mem: GuestMemory): MpTable {
-  let pointer = -1;
-  for (let a = MPTABLE_ADDR; a + MPF.size <= MPTABLE_END; a += 16) {
-    if (text(mem, a, "mpf_intel", "signature") === MPF_SIGNATURE) {
-      pointer = a;
-      break;
-    }
-  }
-  if (pointer < 0) {
-    throw new BootError(`no MP floating pointer ("${MPF_SIGNATURE}") in ${hex(MPTABLE_ADDR)}..${hex(MPTABLE_END)}`);
-  }
-  checkSum(mem, "MP floating pointer", pointer, MPF.size);
-  const paragraphs = get(mem, pointer, "mpf_intel", "length");
-  const specification = get(mem, pointer, "mpf_intel", "specification");
-  if (paragraphs !== 1 || (specification !== 1 && specification !== 4)) {
-    const got = `length ${paragraphs}, revision ${specification}`;
-    throw new BootError(`MP floating pointer at ${hex(pointer)}: ${got} (want length 1, revision 1 or 4)`);
-  }
-
-  const table = get(mem, pointer, "mpf_intel", "physptr");
-  if (!mem.contains(table, MPC.size)) {
-    throw new BootError(`MP floating pointer at ${hex(pointer)} points outside RAM (${hex(table)})`);
-  }
-  const signature = text(mem, table, "mpc_table", "signature");
-  if (signature !== MPC_SIGNATURE) {
-    throw new BootError(`MP configuration table at ${hex(table)}: signature "${signature}", not "${MPC_SIGNATURE}"`);
-  }
-  const length = get(mem, table, "mpc_table", "length");
-  if (length < MPC.size || !mem.contains(table, length)) {
-    throw new BootError(`MP configuration table at ${hex(table)}: bad length ${length}`);
-  }
-  checkSum(mem, "MP configuration table", table, length);
-  const spec = get(mem, table, "mpc_table", "spec");
-  if (spec !== 1 && spec !== 4) throw new BootError(`MP configuration table at ${hex(table)}: revision ${spec}`);
-
-  const processors: MpProcessor[] = [];
-  const buses: Array<{ id: number; type: string }> = [];
-  const ioapics: Array<MpTable["ioapic"]> = [];
-  const irqs: MpIrq[] = [];
-  const lints: MpLint[] = [];
-  const sizes: Record<number, MpStruct> = {
-    [MP_PROCESSOR]: "mpc_cpu",
-    [MP_BUS]: "mpc_bus",
-    [MP_IOAPIC]: "mpc_ioapic",
-    [MP_INTSRC]: "mpc_intsrc",
-    [MP_LINTSRC]: "mpc_lintsrc",
-  };
-  let entries = 0;
-  for (let e = table + MPC.size; e < table + length; entries++) {
-    const type = mem.readU8(e);
-    const struct = sizes[type];
-    if (struct === undefined || e + MP_STRUCTS[struct].size > table + length) {
-      throw new BootError(`MP configuration table: bad entry (type ${type}) at ${hex(e)}`);
-    }
-    switch (type) {
-      case MP_PROCESSOR: {
-        const flags = get(mem, e, "mpc_cpu", "cpuflag");
-        processors.push({
-          apicId: get(mem, e, "mpc_cpu", "apicid"),
-          apicVersion: get(mem, e, "mpc_cpu", "apicver"),
-          enabled: (flags & CPU_ENABLED) !== 0,
-          bsp: (flags & CPU_BOOTPROCESSOR) !== 0,
-          signature: get(mem, e, "mpc_cpu", "cpufeature"),
-          features: get(mem, e, "mpc_cpu", "featureflag"),
-        });
-        break;
-      }
-      case MP_BUS:
-        buses.push({ id: get(mem, e, "mpc_bus", "busid"), type: text(mem, e, "mpc_bus", "bustype").trimEnd() });
-        break;
-      case MP_IOAPIC:
-        ioapics.push({
-          id: get(mem, e, "mpc_ioapic", "apicid"),
-          addr: get(mem, e, "mpc_ioapic", "apicaddr"),
-          version: get(mem, e, "mpc_ioapic", "apicver"),
-          usable: (get(mem, e, "mpc_ioapic", "flags") & MPC_APIC_USABLE) !== 0,
-        });
-        break;
-      case MP_INTSRC:
-        irqs.push({
-          type: get(mem, e, "mpc_intsrc", "irqtype"),
-          flags: get(mem, e, "mpc_intsrc", "irqflag"),
-          srcBus: get(mem, e, "mpc_intsrc", "srcbus"),
-          srcIrq: get(mem, e, "mpc_intsrc", "srcbusirq"),
-          ioapicId: get(mem, e, "mpc_intsrc", "dstapic"),
-          pin: get(mem, e, "mpc_intsrc", "dstirq"),
-        });
-        break;
-      default:
-        lints.push({
-          type: get(mem, e, "mpc_lintsrc", "irqtype"),
-          flags: get(mem, e, "mpc_lintsrc", "irqflag"),
-          srcBus: get(mem, e, "mpc_lintsrc", "srcbusid"),
-          srcIrq: get(mem, e, "mpc_lintsrc", "srcbusirq"),
-          dest: get(mem, e, "mpc_lintsrc", "destapic"),
-          lint: get(mem, e, "mpc_lintsrc", "destapiclint"),
-        });
-    }
-    e += MP_STRUCTS[struct].size;
-  }
-  const entryCount = get(mem, table, "mpc_table", "oemcount");
-  if (entryCount !== entries) {
-    const where = `MP configuration table at ${hex(table)}`;
-    throw new BootError(`${where}: the header counts ${entryCount} entries, the table holds ${entries}`);
-  }
-  const [ioapic, ...more] = ioapics;
-  if (ioapic === undefined || more.length > 0) {
-    throw new BootError(`MP configuration table at ${hex(table)}: ${ioapics.length} IOAPIC entries, expected 1`);
-  }
-  return {
-    pointer,
-    table,
-    length,
-    entryCount,
-    oem: text(mem, table, "mpc_table", "oem"),
-    productId: text(mem, table, "mpc_table", "productid"),
-    lapicAddr: get(mem, table, "mpc_table", "lapic"),
-    cpus: processors.filter((p) => p.enabled).map((p) => p.apicId),
-    processors,
-    buses,
-    ioapic,
-    irqs,
-    lints,
-  };
 }

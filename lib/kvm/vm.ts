@@ -12,19 +12,11 @@ import type { Kvm } from "./kvm.ts";
 import {
   KVM_IOEVENTFD,
   KVM_IRQ_LEVEL,
-  KVM_IRQ_ROUTING,
-  KVM_IRQ_ROUTING_ENTRY,
   KVM_IRQFD,
-  KVM_MSI,
   KVM_PIT_CONFIG,
   KVM_USERSPACE_MEMORY_REGION,
   setField,
 } from "./structs.ts";
-
-/** A GSI route: to an irqchip pin, or an MSI message. */
-export type IrqRoute =
-  | { gsi: number; kind: "irqchip"; chip: number; pin: number }
-  | { gsi: number; kind: "msi"; addressLo: number; addressHi: number; data: number };
 
 /** Drives one interrupt line; usable from any thread that knows the VM fd. */
 export function irqLine(vmFd: number, irq: number, level: boolean, scratch = new Uint8Array(KVM_IRQ_LEVEL.size)): void {
@@ -122,41 +114,6 @@ export class Vm {
     setField(v, 0, L.fields.fd, eventFd);
     setField(v, 0, L.fields.flags, flags);
     ioctl(this.#fd, KVM.IOEVENTFD, buf, "KVM_IOEVENTFD");
-  }
-
-  /** Replaces the GSI routing table (KVM_SET_GSI_ROUTING). */
-  setGsiRouting(routes: readonly IrqRoute[]): void {
-    const H = KVM_IRQ_ROUTING;
-    const E = KVM_IRQ_ROUTING_ENTRY;
-    const buf = new Uint8Array(H.size + routes.length * E.size);
-    const v = new DataView(buf.buffer);
-    setField(v, 0, H.fields.nr, routes.length);
-    routes.forEach((r, i) => {
-      const b = H.size + i * E.size;
-      setField(v, b, E.fields.gsi, r.gsi);
-      if (r.kind === "irqchip") {
-        setField(v, b, E.fields.type, KVM_CONST.IRQ_ROUTING_IRQCHIP);
-        setField(v, b, E.fields["u.irqchip.irqchip"], r.chip);
-        setField(v, b, E.fields["u.irqchip.pin"], r.pin);
-      } else {
-        setField(v, b, E.fields.type, KVM_CONST.IRQ_ROUTING_MSI);
-        setField(v, b, E.fields["u.msi.address_lo"], r.addressLo);
-        setField(v, b, E.fields["u.msi.address_hi"], r.addressHi);
-        setField(v, b, E.fields["u.msi.data"], r.data);
-      }
-    });
-    ioctl(this.#fd, KVM.SET_GSI_ROUTING, buf, "KVM_SET_GSI_ROUTING");
-  }
-
-  /** Injects one MSI (KVM_SIGNAL_MSI). */
-  signalMsi(addressLo: number, addressHi: number, data: number): void {
-    const L = KVM_MSI;
-    const buf = new Uint8Array(L.size);
-    const v = new DataView(buf.buffer);
-    setField(v, 0, L.fields.address_lo, addressLo);
-    setField(v, 0, L.fields.address_hi, addressHi);
-    setField(v, 0, L.fields.data, data);
-    ioctl(this.#fd, KVM.SIGNAL_MSI, buf, "KVM_SIGNAL_MSI");
   }
 
   /** KVM_CREATE_VCPU: returns the new vCPU's descriptor. */

@@ -76,17 +76,6 @@ export class Epoll {
     return out;
   }
 
-  /** Reports ready fds without waiting; throws SysError naming epoll_wait and the errno. */
-  poll(): Ready[] {
-    const n = libc.epoll_wait(this.#fd, Deno.UnsafePointer.of(this.#events), this.#max, 0);
-    if (n < 0) {
-      const e = lastErrno();
-      if (e === Errno.EINTR) return [];
-      throw new SysError("epoll_wait", e, `epoll fd ${this.#fd}`);
-    }
-    return this.#collect(n);
-  }
-
   /*S:145 The wait that runs on a pool thread leaves its errno on that
    * thread, and the next call on the pool may run anywhere: from here the
    * number cannot be read. So a failed wait is asked again, synchronously
@@ -105,7 +94,18 @@ export class Epoll {
    */
   async wait(timeoutMs: number): Promise<Ready[]> {
     const n = await libc.epoll_wait_async(this.#fd, Deno.UnsafePointer.of(this.#events), this.#max, timeoutMs);
-    return n >= 0 ? this.#collect(n) : this.poll();
+    return n >= 0 ? this.#collect(n) : this.#askAgain();
+  }
+
+  /** The wait again, without sleeping and on this thread, so that a failure's errno is ours to read. */
+  #askAgain(): Ready[] {
+    const n = libc.epoll_wait(this.#fd, Deno.UnsafePointer.of(this.#events), this.#max, 0);
+    if (n < 0) {
+      const e = lastErrno();
+      if (e === Errno.EINTR) return [];
+      throw new SysError("epoll_wait", e, `epoll fd ${this.#fd}`);
+    }
+    return this.#collect(n);
   }
 
   /** Closes the epoll fd; safe to call twice. */

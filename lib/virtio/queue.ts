@@ -1,145 +1,43 @@
-/*V:100 A virtqueue is how a virtio driver and a device pass buffers to each
- * other, and the split layout is three arrays the driver places in its own
- * RAM. The descriptor table says where buffers are (address, length, flags,
- * and the index of the next descriptor when a request spans several
- * buffers). The available ring is the driver's outbox: a free-running 16-bit
- * counter and a ring of chain heads it has filled in. The used ring is our
- * outbox: the same kind of counter and a ring of (head, bytes written)
- * pairs. Each side only ever writes its own counter, so neither needs a lock.
- *
- * The original launcher read these arrays in get_vq_desc() and wrote them in
- * add_used(). What changes here is the attitude: the guest is not a friend
- * who might have a bug, it is an adversary who may be actively trying to get
- * the launcher to read or write outside guest RAM, spin forever, or corrupt
- * its own bookkeeping. So every number we take from those arrays is checked
- * before it is used, and a chain is accepted only after all of it has been
- * checked. :*/
+/*V:101 The Virtqueue below is the device's half of one split ring: it
+ * checks the layout the driver chose, takes requests off the available
+ * ring (walking each chain with the ChainWalker of walk.ts, chapter V:125),
+ * gives them back on the used ring, and decides when either side needs to
+ * hear about it. The ring's vocabulary (flags, layout, chains and the
+ * errors a hostile driver earns) lives in ring.ts, and is exported from
+ * here too. :*/
 
 import type { GuestMemory } from "../memory.ts";
+import {
+  type Chain,
+  DESC_SIZE,
+  hex,
+  MAX_QUEUE_SIZE,
+  type QueueFeatures,
+  type QueueLayout,
+  type QueueStart,
+  VirtqueueError,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_USED_F_NO_NOTIFY,
+} from "./ring.ts";
+import { ChainWalker } from "./walk.ts";
 
-/** Descriptor flag: the chain continues at `next`. */
-export const VRING_DESC_F_NEXT = 1;
-/** Descriptor flag: the buffer is device-writable (otherwise device-readable). */
-export const VRING_DESC_F_WRITE = 2;
-/** Descriptor flag: the buffer holds a table of descriptors (needs VIRTIO_RING_F_INDIRECT_DESC). */
-export const VRING_DESC_F_INDIRECT = 4;
-/** avail.flags bit: the driver asks not to be interrupted (ignored with EVENT_IDX). */
-export const VRING_AVAIL_F_NO_INTERRUPT = 1;
-/** used.flags bit: the device asks not to be notified (ignored with EVENT_IDX). */
-export const VRING_USED_F_NO_NOTIFY = 1;
-/** Feature bit number: indirect descriptor tables. */
-export const VIRTIO_RING_F_INDIRECT_DESC = 28;
-/** Feature bit number: used_event / avail_event notification suppression. */
-export const VIRTIO_RING_F_EVENT_IDX = 29;
-
-/** The largest queue a split ring allows (virtio 1.x). */
-export const MAX_QUEUE_SIZE = 32768;
-/** The most entries an indirect table may have: `next` is 16 bits, so more are unreachable. */
-export const MAX_INDIRECT_ENTRIES = 65536;
-
-/** Where the driver placed a queue's three areas, as guest physical addresses. */
-export interface QueueLayout {
-  /** Number of descriptors (a power of two, 1..32768). */
-  size: number;
-  /** Descriptor table: 16 * size bytes, 16-byte aligned. */
-  desc: bigint;
-  /** Available ring: 6 + 2 * size bytes, 2-byte aligned. */
-  avail: bigint;
-  /** Used ring: 6 + 8 * size bytes, 4-byte aligned. */
-  used: bigint;
-}
-
-/** The ring features the driver accepted. */
-export interface QueueFeatures {
-  /** VIRTIO_RING_F_EVENT_IDX was negotiated. */
-  eventIdx: boolean;
-  /** VIRTIO_RING_F_INDIRECT_DESC was negotiated. */
-  indirect: boolean;
-}
-
-/** Where the ring indices start (both default to 0, as after a reset). */
-export interface QueueStart {
-  /** The first avail ring index the device will read. */
-  lastAvailIdx: number;
-  /** The first used ring index the device will write. */
-  usedIdx: number;
-}
-
-/** A validated guest buffer: `[addr, addr + len)` lies wholly inside guest RAM, and len > 0. */
-export interface Segment {
-  /** Guest physical address. */
-  addr: number;
-  /** Length in bytes. */
-  len: number;
-}
-
-/** One request popped from the available ring: its readable buffers, then its writable ones. */
-export interface Chain {
-  /** The head descriptor index: give it back with {@link Virtqueue.pushUsed}. */
-  head: number;
-  /** Device-readable buffers, in chain order. */
-  readable: Segment[];
-  /** Device-writable buffers, in chain order. */
-  writable: Segment[];
-  /** Sum of the readable lengths. */
-  readableBytes: number;
-  /** Sum of the writable lengths. */
-  writableBytes: number;
-}
-
-/** A guest broke a virtqueue rule. The queue's state was not advanced by the call that threw. */
-export class VirtqueueError extends Error {
-  /** The queue's name, e.g. "virtio-blk queue 0". */
-  readonly queue: string;
-  /** A short stable id for the rule, e.g. "desc-index" or "loop". */
-  readonly rule: string;
-
-  /**
-   * Makes the error; the message reads "<queue>: <detail> [<rule>]".
-   * @param queue the queue's name
-   * @param rule the rule's stable id
-   * @param detail what the guest did, with the offending values
-   */
-  constructor(queue: string, rule: string, detail: string) {
-    super(`${queue}: ${detail} [${rule}]`);
-    this.name = "VirtqueueError";
-    this.queue = queue;
-    this.rule = rule;
-  }
-}
-
-/*V:105 The rules, and the short names the errors carry. Each is something
- * the spec forbids the driver to do, and each, if we did not check it,
- * would let the guest hurt the launcher:
- *
- *   queue-size         size is not a power of two from 1 to 32768
- *   ring-alignment     desc not 16-aligned, avail not 2, used not 4
- *   ring-out-of-ram    a ring does not lie wholly inside guest RAM
- *   avail-index        avail.idx ran more than `size` ahead of us
- *   desc-index         a head or a `next` past the end of its table
- *   loop               more descriptors than the table has: a cycle
- *   indirect-feature   an indirect descriptor without the feature
- *   indirect-next      an indirect descriptor that also says NEXT
- *   nested-indirect    an indirect descriptor inside an indirect table
- *   indirect-size      a table of 0 bytes, not a multiple of 16, or over
- *                      65536 entries (a 16-bit `next` cannot reach more)
- *   out-of-ram         a buffer or a table not wholly inside guest RAM
- *   write-before-read  a readable buffer after a writable one
- *   too-long           the chain adds up to more than 2^32 - 1 bytes
- *
- * Zero-length buffers are allowed (the spec does not forbid them) but carry
- * nothing, so we check their flags and their place in the order and then
- * leave them out of the chain; their address is not looked at. Every
- * Segment a device sees therefore has a length of at least one byte.
- *
- * We do not enforce "a chain with its indirect table no longer than the
- * queue size": Linux drivers have been known to exceed it with indirect
- * tables, and the table's own bound already keeps the walk finite. :*/
-
-const DESC_SIZE = 16;
-const U32 = 0x1_0000_0000;
-/** addr's high word at or above this makes the address >= 2^53: outside any guest. */
-const HIGH_LIMIT = 0x20_0000;
+export {
+  type Chain,
+  MAX_INDIRECT_ENTRIES,
+  MAX_QUEUE_SIZE,
+  type QueueFeatures,
+  type QueueLayout,
+  type QueueStart,
+  type Segment,
+  VIRTIO_RING_F_EVENT_IDX,
+  VIRTIO_RING_F_INDIRECT_DESC,
+  VirtqueueError,
+  VRING_AVAIL_F_NO_INTERRUPT,
+  VRING_DESC_F_INDIRECT,
+  VRING_DESC_F_NEXT,
+  VRING_DESC_F_WRITE,
+  VRING_USED_F_NO_NOTIFY,
+} from "./ring.ts";
 
 /*V:145 Memory ordering. The guest's vCPUs run on other threads while we
  * read and write its rings, and x86 keeps loads in order with loads and
@@ -159,10 +57,6 @@ function isU16(n: number): boolean {
   return Number.isInteger(n) && n >= 0 && n <= 0xffff;
 }
 
-function hex(n: number | bigint): string {
-  return `0x${n.toString(16)}`;
-}
-
 /** The device's side of one split virtqueue, hardened against a hostile driver. */
 export class Virtqueue {
   /** For messages, e.g. "virtio-blk queue 0". */
@@ -174,6 +68,7 @@ export class Virtqueue {
   /** The negotiated ring features. */
   readonly features: Readonly<QueueFeatures>;
   readonly #mem: GuestMemory;
+  readonly #walker: ChainWalker;
   readonly #mask: number;
   readonly #desc: number;
   readonly #descLen: number;
@@ -249,6 +144,7 @@ export class Virtqueue {
     this.#desc = ring("descriptor table", layout.desc, 16, this.#descLen);
     this.#avail = ring("available ring", layout.avail, 2, this.#availLen);
     this.#used = ring("used ring", layout.used, 4, this.#usedLen);
+    this.#walker = new ChainWalker(mem, { name, size, indirect: features.indirect });
     this.#lastAvail = start.lastAvailIdx;
     this.#used16 = start.usedIdx;
     this.#signalled = start.usedIdx;
@@ -257,11 +153,6 @@ export class Virtqueue {
   /** The next avail ring index the device will read (16-bit). */
   get lastAvailIdx(): number {
     return this.#lastAvail;
-  }
-
-  /** The used ring index the device last published (16-bit). */
-  get usedIdx(): number {
-    return this.#used16;
   }
 
   /** Byte offset of the available ring in guest memory's view. */
@@ -316,132 +207,11 @@ export class Virtqueue {
     if (head >= this.size) {
       this.#fail("desc-index", `avail.ring[${last & this.#mask}] names head ${head}, past the ring of ${this.size}`);
     }
-    const chain = this.#walk(head);
+    const table = this.#mem.offset(this.#desc, this.#descLen, `${this.name} descriptor table`);
+    const chain = this.#walker.walk(table, head);
     this.#lastAvail = (last + 1) & 0xffff;
     if (this.#undoable < this.size) this.#undoable++;
     return chain;
-  }
-
-  /*V:125 Walking a chain. Each descriptor is read exactly once into locals,
-   * so a guest changing it under us cannot make the check and the use see
-   * different values. A `next` must stay inside its table, and since a
-   * well-formed chain visits each descriptor at most once, counting steps is
-   * enough to catch a cycle without remembering which ones we saw.
-   *
-   * An indirect descriptor swaps the table we walk: the chain continues at
-   * entry 0 of a table elsewhere in guest RAM, bounded by that table's own
-   * length. It must be the last descriptor of the main chain (no NEXT), its
-   * own WRITE flag means nothing (the spec tells the device to ignore it),
-   * and tables do not nest. The readable-before-writable order runs across
-   * the whole chain, direct and indirect parts together.
-   *
-   * Addresses are 64-bit; we read them as two 32-bit halves, and any high
-   * half that would make the address 2^53 or more is rejected outright (no
-   * guest is that big), so everything else stays in exact Number arithmetic
-   * and GuestMemory does the bounds check without BigInt. :*/
-  #walk(head: number): Chain {
-    const mem = this.#mem;
-    const view = mem.view;
-    const readable: Segment[] = [];
-    const writable: Segment[] = [];
-    let readableBytes = 0;
-    let writableBytes = 0;
-    let table = mem.offset(this.#desc, this.#descLen, `${this.name} descriptor table`);
-    let entries = this.size;
-    let indirect = false;
-    let seenWritable = false;
-    let where = "descriptor";
-    let steps = 0;
-    let i = head;
-    for (;;) {
-      if (++steps > entries) {
-        this.#fail(
-          "loop",
-          `chain from head ${head} runs past ${entries} descriptors${indirect ? " of its indirect table" : ""}: a loop`,
-        );
-      }
-      const d = table + DESC_SIZE * i;
-      const lo = view.getUint32(d, true);
-      const hi = view.getUint32(d + 4, true);
-      const len = view.getUint32(d + 8, true);
-      const flags = view.getUint16(d + 12, true);
-      const next = view.getUint16(d + 14, true);
-      const addr = hi * U32 + lo;
-      if (flags & VRING_DESC_F_INDIRECT) {
-        if (!this.features.indirect) {
-          this.#fail(
-            "indirect-feature",
-            `${where} ${i} is indirect, but VIRTIO_RING_F_INDIRECT_DESC was not negotiated`,
-          );
-        }
-        if (indirect) this.#fail("nested-indirect", `${where} ${i} of an indirect table is itself indirect`);
-        if (flags & VRING_DESC_F_NEXT) this.#fail("indirect-next", `${where} ${i} is indirect and also has NEXT`);
-        if (len === 0 || len % DESC_SIZE !== 0 || len > DESC_SIZE * MAX_INDIRECT_ENTRIES) {
-          this.#fail(
-            "indirect-size",
-            `${where} ${i}: indirect table length ${len} is not a non-zero multiple of 16 up to ${
-              DESC_SIZE * MAX_INDIRECT_ENTRIES
-            }`,
-          );
-        }
-        const off = hi >= HIGH_LIMIT ? -1 : mem.tryOffset(addr, len);
-        if (off < 0) {
-          this.#fail(
-            "out-of-ram",
-            `${where} ${i}: indirect table ${this.#addr(lo, hi)}+${hex(len)} is outside guest RAM`,
-          );
-        }
-        table = off;
-        entries = len / DESC_SIZE;
-        indirect = true;
-        where = "indirect descriptor";
-        steps = 0;
-        i = 0;
-        continue;
-      }
-      if (flags & VRING_DESC_F_WRITE) {
-        seenWritable = true;
-        if (len !== 0) {
-          if (hi >= HIGH_LIMIT || mem.tryOffset(addr, len) < 0) this.#outOfRam(where, i, lo, hi, len);
-          writable.push({ addr, len });
-          writableBytes += len;
-        }
-      } else {
-        if (seenWritable) {
-          this.#fail("write-before-read", `${where} ${i} is readable but follows a writable one in chain ${head}`);
-        }
-        if (len !== 0) {
-          if (hi >= HIGH_LIMIT || mem.tryOffset(addr, len) < 0) this.#outOfRam(where, i, lo, hi, len);
-          readable.push({ addr, len });
-          readableBytes += len;
-        }
-      }
-      if (readableBytes + writableBytes > 0xffffffff) {
-        this.#fail(
-          "too-long",
-          `chain from head ${head} adds up to ${readableBytes + writableBytes} bytes, over 2^32 - 1`,
-        );
-      }
-      if (!(flags & VRING_DESC_F_NEXT)) break;
-      if (next >= entries) {
-        this.#fail(
-          "desc-index",
-          `${where} ${i} of chain ${head} has next ${next}, past the ${
-            indirect ? "indirect table" : "ring"
-          } of ${entries}`,
-        );
-      }
-      i = next;
-    }
-    return { head, readable, writable, readableBytes, writableBytes };
-  }
-
-  #addr(lo: number, hi: number): string {
-    return hex((BigInt(hi) << 32n) | BigInt(lo));
-  }
-
-  #outOfRam(where: string, i: number, lo: number, hi: number, len: number): never {
-    this.#fail("out-of-ram", `${where} ${i}: buffer ${this.#addr(lo, hi)}+${hex(len)} is outside guest RAM`);
   }
 
   /**

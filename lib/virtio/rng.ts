@@ -18,11 +18,14 @@
  * and never again, so every read of /dev/hwrng after the first 64 bytes
  * waits forever. So each drain ends with enableNotifications(true), which
  * sets avail_event to the next index we will read, and drains again if a
- * buffer slipped in before the driver could see it. :*/
+ * buffer slipped in before the driver could see it: drainQueue (V:150)
+ * does that for every device, and bounds the turn, since a driver can
+ * re-post a buffer as fast as we fill it. :*/
 
 import { getrandomAt } from "../sys/calls.ts";
-import type { Chain, Virtqueue } from "./queue.ts";
-import { VIRTIO_ID, type VirtioContext, type VirtioDevice } from "./device.ts";
+import type { Chain } from "./queue.ts";
+import { type DeviceContext, type QueueSession, VIRTIO_ID, type VirtioDevice } from "./device.ts";
+import { DEFAULT_BUDGET, type DrainEnd, drainQueue, LoopQueue } from "./drain.ts";
 
 /** The most bytes we hand out per request (Linux asks for at most a page or so). */
 export const RNG_MAX_PER_REQUEST = 64 * 1024;
@@ -39,33 +42,30 @@ export class RngDevice implements VirtioDevice {
   readonly queueSizes: readonly number[] = [256];
   /** No configuration space. */
   readonly config: Uint8Array = new Uint8Array(0);
-  #ctx: VirtioContext | undefined;
-  #queue: Virtqueue | undefined;
+  #queue: LoopQueue | undefined;
 
-  /** Takes the request queue. */
-  activate(ctx: VirtioContext, queues: ReadonlyArray<Virtqueue | undefined>): void {
-    this.#ctx = ctx;
-    this.#queue = queues[0];
-    this.notify(0);
+  /** Takes the request queue and fills what is already posted. */
+  activate(ctx: DeviceContext, queues: ReadonlyArray<QueueSession | undefined>): void {
+    this.reset();
+    const session = queues[0];
+    if (session === undefined) return;
+    this.#queue = new LoopQueue(ctx, session, (q) => this.#turn(ctx, q));
+    this.#queue.run();
   }
 
-  /** Fills every posted buffer with random bytes, then asks for the next doorbell. */
-  notify(_queue: number): void {
-    const ctx = this.#ctx;
-    const q = this.#queue;
-    if (ctx === undefined || q === undefined) return;
-    let done = 0;
-    do {
-      for (let chain = q.pop(); chain !== undefined; chain = q.pop()) {
-        q.pushUsed(chain.head, this.#fill(ctx, chain));
-        done++;
-      }
-    } while (q.enableNotifications(true));
-    if (done) ctx.used(0);
+  /** One turn: fills posted buffers with random bytes, at most a budget's worth, then one interrupt. */
+  #turn(ctx: DeviceContext, q: LoopQueue): DrainEnd {
+    const vq = q.vq;
+    const { served, end } = drainQueue(vq, DEFAULT_BUDGET, (chain) => {
+      vq.pushUsed(chain.head, this.#fill(ctx, chain));
+      return true;
+    });
+    if (served > 0) q.interrupt();
+    return end;
   }
 
   /** Fills a chain's writable buffers in order, up to RNG_MAX_PER_REQUEST bytes; returns how many. */
-  #fill(ctx: VirtioContext, chain: Chain): number {
+  #fill(ctx: DeviceContext, chain: Chain): number {
     let written = 0;
     for (const seg of chain.writable) {
       const len = Math.min(seg.len, RNG_MAX_PER_REQUEST - written);
@@ -81,12 +81,14 @@ export class RngDevice implements VirtioDevice {
     return written;
   }
 
-  /** Forgets the queue. */
+  /** Stops watching the doorbell and forgets the queue. */
   reset(): void {
-    this.#ctx = undefined;
+    this.#queue?.close();
     this.#queue = undefined;
   }
 
-  /** Nothing to release. */
-  close(): void {}
+  /** Nothing else to release. */
+  close(): void {
+    this.reset();
+  }
 }

@@ -1,16 +1,9 @@
 import assert from "node:assert/strict";
 import { IOAPIC_ADDR, LAPIC_ADDR, MPTABLE_ADDR, MPTABLE_END } from "../../lib/boot/layout.ts";
-import {
-  MP_APIC_ALL,
-  MP_EXTINT,
-  MP_INT,
-  MP_NMI,
-  MP_STRUCTS,
-  mpTableSize,
-  readMpTable,
-  writeMpTable,
-} from "../../lib/boot/mptable.ts";
+import { MP_APIC_ALL, MP_EXTINT, MP_INT, MP_NMI, MP_STRUCTS } from "../../lib/boot/mpspec.ts";
+import { mpTableSize, writeMpTable } from "../../lib/boot/mptable.ts";
 import { GuestMemory } from "../../lib/memory.ts";
+import { readMpTable } from "../helpers/mptable_reader.ts";
 
 function withMemory(fn: (mem: GuestMemory) => void | Promise<void>): () => Promise<void> {
   return async () => {

@@ -2,6 +2,8 @@
  * the demo, the benchmarks), with the host's gcc, into a cache directory
  * keyed by a hash of the sources and flags, so the build runs once. :*/
 
+import { cacheRoot } from "../../scripts/cache.ts";
+
 const HERE = new URL(".", import.meta.url).pathname;
 /** Every source file in this directory: C, assembly, headers, the linker script. */
 const SOURCES = [...Deno.readDirSync(HERE)]
@@ -29,13 +31,8 @@ const CFLAGS = [
   "-Wl,--no-warn-rwx-segments",
 ];
 
-/** The cache root: $LGUEST_CACHE, $XDG_CACHE_HOME/lguest or ~/.cache/lguest. */
-export function cacheRoot(): string {
-  const explicit = Deno.env.get("LGUEST_CACHE");
-  if (explicit) return explicit;
-  const xdg = Deno.env.get("XDG_CACHE_HOME");
-  return `${xdg || `${Deno.env.get("HOME") ?? "/tmp"}/.cache`}/lguest`;
-}
+/** The cache root, re-exported for the scripts that import it from here. */
+export { cacheRoot };
 
 /** The first 8 bytes of the SHA-256 of `text`, in hex: a cache key. */
 export async function shortHash(text: string): Promise<string> {

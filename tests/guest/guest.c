@@ -412,6 +412,8 @@ static void test_virtio(void)
 	puts("VIRTIO-COUNT: ");
 	putdec((u64)n);
 	puts("\n");
+	if (cmdline_has("flood"))
+		flood(devs, n);
 	for (int i = 0; i < n; i++) {
 		switch (devs[i].id) {
 		case VIRTIO_ID_RNG: test_rng(&devs[i]); break;

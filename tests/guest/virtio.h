@@ -66,5 +66,7 @@ void test_rng(struct vdev *d);
 void test_blk(struct vdev *d);
 void test_net(struct vdev *d);
 void test_console(struct vdev *d);
+/* Keeps every queue full for ever ("flood" on the command line): never returns. */
+void flood(struct vdev *devs, int n);
 
 #endif

@@ -3,13 +3,15 @@
  * return EINTR it needs the pool thread that is blocked in it. Both are in
  * /proc: an epoll fd links to "anon_inode:[eventpoll]", and a thread's
  * syscall file shows the call it sleeps in with its arguments, the first of
- * which is the epoll fd. The process's CPU time, also from /proc, tells a
- * loop that failed and stopped from one that fails and retries at full
- * speed. :*/
+ * which is the epoll fd; a SIGUSR2 sent to that one thread (with a
+ * listener in place, so the process survives it) ends its wait with EINTR.
+ * The process's CPU time, also from /proc, tells a loop that failed and
+ * stopped from one that fails and retries at full speed. :*/
 
-import { close, eventfd, fcntl } from "../../lib/sys/calls.ts";
+import { close, eventfd, fcntl, getpid, tgkill } from "../../lib/sys/calls.ts";
 
 const F_DUPFD_CLOEXEC = 1030;
+const SIGUSR2 = 12;
 // x86_64 syscall numbers: epoll_wait, epoll_pwait, epoll_pwait2.
 const EPOLL_WAITS = new Set(["232", "281", "441"]);
 // USER_HZ, the unit of /proc/<pid>/stat times, is 100 on Linux.
@@ -86,6 +88,33 @@ export async function untilWaiting(epfd: number, timeoutMs = 2000): Promise<numb
     if (tids.length > 0) return tids;
     if (performance.now() > until) throw new Error(`no thread waits on epoll fd ${epfd}`);
     await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * Interrupts epoll waits with a real signal. While it is open, a no-op
+ * SIGUSR2 listener is installed, so the signal only cuts the wait short.
+ */
+export class WaitInterrupter {
+  readonly #listener = () => {};
+
+  constructor() {
+    Deno.addSignalListener("SIGUSR2", this.#listener);
+  }
+
+  /**
+   * Sends SIGUSR2 to a thread blocked in an epoll wait on `epfd`, once
+   * there is one.
+   * @throws if no thread waits on `epfd` within two seconds
+   */
+  async interrupt(epfd: number): Promise<void> {
+    const [tid] = await untilWaiting(epfd);
+    tgkill(getpid(), tid!, SIGUSR2);
+  }
+
+  /** Removes the listener; call it only after the interrupted wait has returned. */
+  close(): void {
+    Deno.removeSignalListener("SIGUSR2", this.#listener);
   }
 }
 

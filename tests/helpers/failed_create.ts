@@ -18,42 +18,7 @@
  *   DONE-AT <Date.now() after the last round>                            :*/
 
 import { BlockDevice, ConsoleDevice, Machine, NetDevice, RngDevice, type VirtioDevice } from "../../mod.ts";
-
-/** The open descriptors, with what they point at, in fd order. */
-function openFds(): string {
-  const fds: string[] = [];
-  for (const e of Deno.readDirSync("/proc/self/fd")) {
-    let target = "?";
-    try {
-      target = Deno.readLinkSync(`/proc/self/fd/${e.name}`);
-    } catch {
-      // The descriptor readDirSync itself used is gone by now.
-      continue;
-    }
-    fds.push(`${e.name}=${target}`);
-  }
-  return fds.sort((a, b) => parseInt(a) - parseInt(b)).join(" ");
-}
-
-/** What the descriptors in a listing point at, without their numbers, sorted (fd numbers get reused in another order). */
-export function fdTargets(listing: string): string {
-  return listing.split(" ").map((f) => f.slice(f.indexOf("=") + 1)).sort().join(" ");
-}
-
-/**
- * The targets in listing `after` that are not in `before` (as multisets): descriptors left open.
- * Fewer is fine: a Worker's runtime ended earlier may give its descriptors back late.
- */
-export function leftOpen(before: string, after: string): string[] {
-  const pool = fdTargets(before).split(" ");
-  const extra: string[] = [];
-  for (const t of fdTargets(after).split(" ")) {
-    const i = pool.indexOf(t);
-    if (i >= 0) pool.splice(i, 1);
-    else extra.push(t);
-  }
-  return extra;
-}
+import { fdTargets, openFds } from "./fd_census.ts";
 
 /** The open descriptors once they point at what `before` did, or as they are after `ms`. */
 async function settledFds(before: string, ms: number): Promise<string> {

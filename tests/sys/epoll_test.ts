@@ -3,9 +3,10 @@
  * from the wrong offset, every ready descriptor would be reported as some
  * other fd and the wrong device would run. So these tests watch several real
  * eventfds at once and check that exactly the right fd comes back with the
- * right bits, through poll() and through the pool-thread wait(), and that
- * modify/remove change what is reported. Regular files cannot be polled and
- * the kernel says EPERM; the event loop relies on that exact code. A wait
+ * right bits, from a wait that does not block (timeout 0) and from one
+ * that does, and that modify/remove change what is reported. Regular files
+ * cannot be polled and the kernel says EPERM; the event loop relies on
+ * that exact code. A wait
  * that fails must say why although its errno was left on a pool thread:
  * the epoll fd is swapped for an eventfd under it (EINVAL), and a real
  * signal is sent to the very thread blocked in the wait (EINTR, which is
@@ -13,11 +14,9 @@
 
 import assert from "node:assert/strict";
 import { EPOLL, Epoll } from "../../lib/sys/epoll.ts";
-import { close, eventfd, fcntl, getpid, O, open, read, tgkill, write } from "../../lib/sys/calls.ts";
+import { close, eventfd, fcntl, O, open, read, write } from "../../lib/sys/calls.ts";
 import { SysError } from "../../lib/sys/errno.ts";
-import { replaceWithEventfd, untilWaiting, withNewEpollFd } from "../helpers/epoll_probe.ts";
-
-const SIGUSR2 = 12;
+import { replaceWithEventfd, WaitInterrupter, withNewEpollFd } from "../helpers/epoll_probe.ts";
 
 const ONE = () => new Uint8Array(new BigUint64Array([1n]).buffer);
 
@@ -25,39 +24,39 @@ function sorted(r: { fd: number; events: number }[]) {
   return [...r].sort((a, b) => a.fd - b.fd);
 }
 
-Deno.test("epoll: poll() reports exactly the eventfd that was written, with its fd", () => {
+Deno.test("epoll: a wait reports exactly the eventfd that was written, with its fd", async () => {
   const ep = new Epoll(8);
   const a = eventfd();
   const b = eventfd();
   const c = eventfd();
   try {
     for (const fd of [a, b, c]) ep.add(fd, EPOLL.IN);
-    assert.deepEqual(ep.poll(), [], "nothing ready yet");
+    assert.deepEqual(await ep.wait(0), [], "nothing ready yet");
     write(b, ONE());
-    assert.deepEqual(ep.poll(), [{ fd: b, events: EPOLL.IN }]);
-    assert.deepEqual(ep.poll(), [{ fd: b, events: EPOLL.IN }], "level-triggered: still ready until read");
+    assert.deepEqual(await ep.wait(0), [{ fd: b, events: EPOLL.IN }]);
+    assert.deepEqual(await ep.wait(0), [{ fd: b, events: EPOLL.IN }], "level-triggered: still ready until read");
     write(c, ONE());
-    assert.deepEqual(sorted(ep.poll()), sorted([{ fd: b, events: EPOLL.IN }, { fd: c, events: EPOLL.IN }]));
+    assert.deepEqual(sorted(await ep.wait(0)), sorted([{ fd: b, events: EPOLL.IN }, { fd: c, events: EPOLL.IN }]));
     read(b, new BigUint64Array(1));
-    assert.deepEqual(ep.poll(), [{ fd: c, events: EPOLL.IN }]);
+    assert.deepEqual(await ep.wait(0), [{ fd: c, events: EPOLL.IN }]);
   } finally {
     for (const fd of [a, b, c]) close(fd);
     ep.close();
   }
 });
 
-Deno.test("epoll: maxEvents bounds one batch; the rest come in the next", () => {
+Deno.test("epoll: maxEvents bounds one batch; the rest come in the next", async () => {
   const ep = new Epoll(2);
   const fds = [eventfd(1), eventfd(1), eventfd(1)];
   try {
     for (const fd of fds) ep.add(fd, EPOLL.IN);
-    const first = ep.poll();
+    const first = await ep.wait(0);
     assert.equal(first.length, 2);
     for (const r of first) {
       assert.ok(fds.includes(r.fd), `fd ${r.fd} is one of ours`);
       read(r.fd, new BigUint64Array(1));
     }
-    const second = ep.poll();
+    const second = await ep.wait(0);
     assert.equal(second.length, 1);
     assert.ok(!first.some((r) => r.fd === second[0]!.fd));
   } finally {
@@ -66,21 +65,21 @@ Deno.test("epoll: maxEvents bounds one batch; the rest come in the next", () => 
   }
 });
 
-Deno.test("epoll: modify changes the watched events; remove stops reports", () => {
+Deno.test("epoll: modify changes the watched events; remove stops reports", async () => {
   const ep = new Epoll();
   const fd = eventfd();
   try {
     ep.add(fd, EPOLL.IN);
-    assert.deepEqual(ep.poll(), []);
+    assert.deepEqual(await ep.wait(0), []);
     ep.modify(fd, EPOLL.OUT);
-    assert.deepEqual(ep.poll(), [{ fd, events: EPOLL.OUT }], "an eventfd is writable");
+    assert.deepEqual(await ep.wait(0), [{ fd, events: EPOLL.OUT }], "an eventfd is writable");
     ep.modify(fd, EPOLL.IN | EPOLL.OUT);
     write(fd, ONE());
-    assert.deepEqual(ep.poll(), [{ fd, events: EPOLL.IN | EPOLL.OUT }]);
+    assert.deepEqual(await ep.wait(0), [{ fd, events: EPOLL.IN | EPOLL.OUT }]);
     ep.remove(fd);
-    assert.deepEqual(ep.poll(), [], "removed fd is not reported although still ready");
+    assert.deepEqual(await ep.wait(0), [], "removed fd is not reported although still ready");
     ep.add(fd, EPOLL.IN);
-    assert.deepEqual(ep.poll(), [{ fd, events: EPOLL.IN }], "can be added again");
+    assert.deepEqual(await ep.wait(0), [{ fd, events: EPOLL.IN }], "can be added again");
   } finally {
     close(fd);
     ep.close();
@@ -156,7 +155,6 @@ Deno.test("epoll: close() is safe twice and later calls fail cleanly", async () 
   const ep = new Epoll();
   ep.close();
   ep.close();
-  assert.throws(() => ep.poll(), (e: unknown) => e instanceof SysError && e.code === "EBADF");
   assert.throws(() => ep.add(0, EPOLL.IN), (e: unknown) => e instanceof SysError && e.code === "EBADF");
   await assert.rejects(
     ep.wait(0),
@@ -185,25 +183,23 @@ Deno.test("epoll: a wait on an fd that is no longer an epoll rejects with EINVAL
 Deno.test("epoll: a signal that interrupts the wait on its pool thread (EINTR) is not an error", async () => {
   const { value: ep, epfd } = withNewEpollFd(() => new Epoll());
   const fd = eventfd();
-  const onSignal = () => {};
-  Deno.addSignalListener("SIGUSR2", onSignal);
+  const signals = new WaitInterrupter();
   try {
     ep.add(fd, EPOLL.IN);
     const pending = ep.wait(-1);
-    const [tid] = await untilWaiting(epfd);
-    tgkill(getpid(), tid!, SIGUSR2);
+    await signals.interrupt(epfd);
     // Nothing is ready, so only the interruption can end this wait.
     assert.deepEqual(await pending, []);
     write(fd, ONE());
     assert.deepEqual(await ep.wait(-1), [{ fd, events: EPOLL.IN }], "the next wait works");
   } finally {
-    Deno.removeSignalListener("SIGUSR2", onSignal);
+    signals.close();
     close(fd);
     ep.close();
   }
 });
 
-Deno.test("epoll: the user word carries large fd numbers intact", () => {
+Deno.test("epoll: the user word carries large fd numbers intact", async () => {
   // dup an eventfd high up with F_DUPFD_CLOEXEC so the fd needs more than one byte.
   const F_DUPFD_CLOEXEC = 1030;
   const ep = new Epoll();
@@ -213,7 +209,7 @@ Deno.test("epoll: the user word carries large fd numbers intact", () => {
     high = fcntl(low, F_DUPFD_CLOEXEC, 5000);
     assert.ok(high >= 5000, `dup to ${high}`);
     ep.add(high, EPOLL.IN);
-    assert.deepEqual(ep.poll(), [{ fd: high, events: EPOLL.IN }]);
+    assert.deepEqual(await ep.wait(0), [{ fd: high, events: EPOLL.IN }]);
   } finally {
     close(high);
     close(low);

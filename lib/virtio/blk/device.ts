@@ -14,13 +14,44 @@
  * once. This file is the main thread's side: opening the file, starting,
  * stopping and closing that thread, and passing on what it reports. :*/
 
-import { close, drainEventfd, eventfd, O, open, signalEventfd } from "../../sys/calls.ts";
-import { EPOLL } from "../../sys/epoll.ts";
+/*V:302 One read, followed from the guest's doorbell to its interrupt; the
+ * chapters after this one take each step in turn.
+ *
+ * 1. The guest's driver fills three descriptors (the 16-byte header, the
+ *    data buffer, the status byte), publishes the head in the available
+ *    ring and writes the queue's number to QueueNotify. KVM matches that
+ *    write against the ioeventfd registered for the queue (V:240) and
+ *    signals the doorbell eventfd; the vCPU goes straight back into the
+ *    guest, and nothing in the launcher has run yet.
+ * 2. The disk's queue thread sleeps in poll(2) on that doorbell (V:344),
+ *    wakes, and takes a turn (V:345). It enters the ring window (V:346),
+ *    drains the doorbell, and drainQueue (V:150) pops the chain, which
+ *    Virtqueue.pop checks whole before anything moves (V:120, V:125).
+ * 3. parseRequest (V:305, V:310, V:349) reads the header and checks the
+ *    sector range against the capacity and each buffer's direction, and
+ *    the data buffer becomes an iovec of host addresses, every one taken
+ *    through GuestMemory's bounds check (V:342).
+ * 4. The thread leaves the window and preadv reads from the file straight
+ *    into guest memory (V:342); with I/O threads, one of them does it while
+ *    this thread serves the next chain (V:320, V:335).
+ * 5. Back in the window: the status byte is written, the chain goes on the
+ *    used ring (V:130), and if the driver asked for it (V:140) the thread
+ *    raises the interrupt (V:012): the cause bit in the register image,
+ *    then the irqfd, and KVM injects the IRQ. The guest's handler reads and
+ *    acknowledges InterruptStatus from that image on the vCPU thread
+ *    (V:191), with no stop on the main thread either.
+ * 6. Before it sleeps again, the thread watches the ring a little while
+ *    (V:347), so a driver that posts its next request at once costs no
+ *    doorbell at all.
+ *
+ * The main thread is in none of these steps: it only starts and stops
+ * sessions (V:340, V:346). :*/
+
+import { close, eventfd, O, open, signalEventfd } from "../../sys/calls.ts";
 import { SysError } from "../../sys/errno.ts";
-import type { Virtqueue } from "../queue.ts";
-import { bit, VIRTIO_ID, type VirtioContext, type VirtioDevice } from "../device.ts";
+import { bit, type DeviceContext, type QueueSession, VIRTIO_ID, type VirtioDevice } from "../device.ts";
 import { ID_BYTES, SECTOR_SIZE, VIRTIO_BLK_F } from "./request.ts";
-import { QCTL, type QueueCommand, type QueueReport, type QueueSession } from "./protocol.ts";
+import { QCTL, type QueueCommand, type QueueReport } from "./protocol.ts";
 
 /** Options for {@link BlockDevice.open}. */
 export interface BlockOptions {
@@ -44,8 +75,10 @@ const SLOTS = 64;
 /** Size of the configuration space we fill (through num_queues). */
 const CONFIG_BYTES = 36;
 
-/** How long reset() waits for the queue thread to let go of the ring and the file. */
-const STOP_TIMEOUT_MS = 10_000;
+/** How long close() waits for the queue thread to finish its I/O and stop its I/O threads. */
+const CLOSE_TIMEOUT_MS = 10_000;
+/** How long reset() waits for a ring window to close before it calls the queue thread stuck. */
+const WINDOW_TIMEOUT_MS = 2_000;
 
 /*V:315 Opening the disk. The file must be a regular file: a directory
  * cannot be read as sectors, and a device node or a pipe would make us
@@ -81,14 +114,11 @@ export class BlockDevice implements VirtioDevice {
   readonly #fd: number;
   readonly #ctl: Int32Array<SharedArrayBuffer>;
   readonly #worker: Worker;
-  /** Wakes the queue thread to stop a session. */
+  /** Wakes the queue thread when a session is withdrawn. */
   readonly #stopFd: number;
-  /** Doorbell and interrupt eventfds of our own, for a transport that does not hand over its own. */
-  readonly #ownDoorbell: number;
-  readonly #ownIrq: number;
-  #ctx: VirtioContext | undefined;
-  #doorbell: number | undefined;
-  #watchingIrq = false;
+  #ctx: DeviceContext | undefined;
+  /** The queue being served, if any. */
+  #queue: QueueSession | undefined;
   #session = 0;
   #received = 0;
   #failure: string | undefined;
@@ -120,8 +150,6 @@ export class BlockDevice implements VirtioDevice {
     new TextEncoder().encodeInto(this.serial, id);
     this.#ctl = new Int32Array(new SharedArrayBuffer(4 * QCTL.WORDS));
     this.#stopFd = eventfd();
-    this.#ownDoorbell = eventfd();
-    this.#ownIrq = eventfd();
     this.#worker = new Worker(new URL("./queue_thread.worker.ts", import.meta.url).href, {
       type: "module",
       name: `${this.name} queue thread`,
@@ -200,7 +228,7 @@ export class BlockDevice implements VirtioDevice {
     }
   }
 
-  /** Requests the queue thread has popped and not yet answered. */
+  /** Requests popped and not yet answered: with the I/O threads, plus the one the queue thread is doing itself. */
   get inFlight(): number {
     return Atomics.load(this.#ctl, QCTL.INFLIGHT);
   }
@@ -223,66 +251,50 @@ export class BlockDevice implements VirtioDevice {
     return Atomics.load(this.#ctl, QCTL.UP) === 1;
   }
 
-  /** True until everything notify() asked for is answered and everything the queue thread said is passed on. */
+  /**
+   * True until the queue thread has answered everything posted in the ring it serves (it sleeps with the
+   * avail index it consumed equal to the driver's), has no I/O left, and every message it sent has arrived.
+   * Reads the ring's avail index: for tests and benches, not for the data path.
+   */
   get busy(): boolean {
     const c = this.#ctl;
-    return Atomics.load(c, QCTL.KICKS) !== Atomics.load(c, QCTL.DONE) || Atomics.load(c, QCTL.INFLIGHT) > 0 ||
-      Atomics.load(c, QCTL.POSTED) !== this.#received;
+    let busy = Atomics.load(c, QCTL.INFLIGHT) > 0;
+    const q = this.#queue;
+    const ctx = this.#ctx;
+    if (!busy && q !== undefined && ctx !== undefined) {
+      busy = Atomics.load(c, QCTL.IDLE) !== this.#session ||
+        Atomics.load(c, QCTL.SEEN) !== ctx.memory.readU16(Number(q.layout.avail) + 2);
+    }
+    return busy || Atomics.load(c, QCTL.POSTED) !== this.#received;
   }
 
-  /*V:340 Activation hands the queue to the queue thread: the ring
-   * addresses and where its indices stand (a Virtqueue is plain state, so
-   * that thread rebuilds one over its own view of guest memory), the
-   * doorbell and the interrupt. From then on the main thread does not touch
-   * the ring. If the transport hands over its doorbell and irqfd, the guest
-   * reaches the queue thread with no stop on the main thread at all;
-   * otherwise the device uses eventfds of its own and turns the queue
-   * thread's interrupts into ctx.used(0). :*/
+  /*V:340 Activation hands the request queue's session to the queue thread
+   * as it is: plain data (where the rings are, where their indices stand,
+   * the doorbell eventfd, the interrupt line), plus where guest memory is
+   * mapped, so that thread builds its own Virtqueue over its own view of
+   * it. From then on the main thread does not touch the ring: the guest's
+   * QueueNotify reaches the queue thread through the doorbell (KVM's
+   * ioeventfd) and the answer comes back through the irqfd, with no stop
+   * on the main thread at all. :*/
 
   /** Hands the request queue to the queue thread, which first serves what is already posted. */
-  activate(ctx: VirtioContext, queues: ReadonlyArray<Virtqueue | undefined>): void {
+  activate(ctx: DeviceContext, queues: ReadonlyArray<QueueSession | undefined>): void {
     if (this.#closed) throw new Error(`${this.name} is closed`);
     if (this.#failure !== undefined) throw new Error(this.#failure);
-    if (this.#ctx !== undefined) this.reset();
+    this.reset();
     this.#ctx = ctx;
-    const q = queues[0];
-    if (q === undefined) return;
-    const wiring = ctx.takeQueue?.(0);
-    let session: QueueSession["isr"];
-    if (wiring === undefined) {
-      drainEventfd(this.#ownDoorbell);
-      drainEventfd(this.#ownIrq);
-      ctx.loop.add(this.#ownIrq, EPOLL.IN, () => {
-        drainEventfd(this.#ownIrq);
-        this.#ctx?.used(0);
-      });
-      this.#watchingIrq = true;
-    } else session = { image: wiring.image, word: wiring.isrWord, bit: wiring.usedBit };
-    this.#doorbell = wiring?.doorbell ?? this.#ownDoorbell;
+    const queue = queues[0];
+    if (queue === undefined) return;
+    this.#queue = queue;
     this.#session++;
-    Atomics.add(this.#ctl, QCTL.KICKS, 1);
     Atomics.store(this.#ctl, QCTL.REQ, this.#session);
-    const start: QueueSession = {
+    this.#send({
       kind: "start",
       session: this.#session,
       hostAddress: ctx.memory.hostAddress,
       memSize: ctx.memory.size,
-      queueName: q.name,
-      layout: { ...q.layout },
-      features: { ...q.features },
-      start: { lastAvailIdx: q.lastAvailIdx, usedIdx: q.usedIdx },
-      doorbell: this.#doorbell,
-      irqfd: wiring?.irqfd ?? this.#ownIrq,
-    };
-    if (session !== undefined) start.isr = session;
-    this.#send(start);
-  }
-
-  /** The driver posted requests: ring the queue thread's doorbell. */
-  notify(_queue: number): void {
-    if (this.#doorbell === undefined) return;
-    Atomics.add(this.#ctl, QCTL.KICKS, 1);
-    signalEventfd(this.#doorbell);
+      queue,
+    });
   }
 
   /** A line or a failure from the queue thread; stale sessions are ignored. */
@@ -294,43 +306,37 @@ export class BlockDevice implements VirtioDevice {
     else this.#fail(ctx, r.text);
   }
 
-  #fail(ctx: VirtioContext, reason: string): void {
+  #fail(ctx: DeviceContext, reason: string): void {
     const session = this.#session;
     ctx.fail(reason);
     if (session === this.#session && this.#ctx !== undefined) this.reset();
   }
 
-  /*V:346 Reset really stops. The main thread withdraws the session, wakes
-   * the queue thread and waits (Atomics.wait) until it says it has let go:
-   * by then it has taken back the I/O it had not started, waited for what
-   * was running (a pwritev cannot be stopped halfway), and will not touch
-   * the old ring, guest memory or the file for it again. A thread that does
-   * not let go in time is an error with a message, not a hang. :*/
-
-  /** Stops the queue thread's session and forgets the queue. */
+  /** Withdraws the queue thread's session and forgets the queue, without waiting for its I/O (V:346). */
   reset(): void {
     const ctl = this.#ctl;
-    const session = this.#session;
+    this.#ctx = undefined;
+    if (this.#queue === undefined) return;
+    this.#queue = undefined;
     Atomics.store(ctl, QCTL.REQ, 0);
-    if (session !== 0 && Atomics.load(ctl, QCTL.ACK) === session && this.#failure === undefined) {
-      signalEventfd(this.#stopFd);
-      const deadline = Date.now() + STOP_TIMEOUT_MS;
-      while (Atomics.load(ctl, QCTL.ACK) === session) {
-        const left = deadline - Date.now();
-        if (left <= 0) {
-          this.#failure = `${this.name}: the queue thread did not stop within ${STOP_TIMEOUT_MS / 1000} s`;
+    if (Atomics.load(ctl, QCTL.RING_BUSY) !== 0) {
+      const deadline = performance.now() + WINDOW_TIMEOUT_MS;
+      for (let i = 0; Atomics.load(ctl, QCTL.RING_BUSY) !== 0; i++) {
+        if (i < 1000) continue;
+        if (performance.now() > deadline) {
+          this.#failure = `${this.name}: the queue thread held its ring for over ${WINDOW_TIMEOUT_MS / 1000} s`;
           throw new Error(this.#failure);
         }
-        Atomics.wait(ctl, QCTL.ACK, session, left);
+        Atomics.wait(ctl, QCTL.RING_BUSY, 1, 0.1);
       }
-      drainEventfd(this.#stopFd);
     }
-    Atomics.store(ctl, QCTL.DONE, Atomics.load(ctl, QCTL.KICKS));
-    if (this.#watchingIrq) this.#ctx?.loop.remove(this.#ownIrq);
-    this.#watchingIrq = false;
-    this.#ctx = undefined;
-    this.#doorbell = undefined;
+    signalEventfd(this.#stopFd, `${this.name} stop eventfd`);
   }
+
+  /*V:341 Closing is off the vCPU's path, so it may wait, but never for
+   * ever: the queue thread is told to close once its session has ended (its
+   * I/O finished), stops its I/O threads and says so; a thread that has not
+   * within CLOSE_TIMEOUT_MS is terminated all the same. :*/
 
   /** Stops the queue thread and its I/O threads, and closes the file. Safe twice. */
   close(): void {
@@ -341,10 +347,10 @@ export class BlockDevice implements VirtioDevice {
     } finally {
       if (this.#failure === undefined) {
         this.#send({ kind: "close" });
-        Atomics.wait(this.#ctl, QCTL.CLOSED, 0, STOP_TIMEOUT_MS);
+        Atomics.wait(this.#ctl, QCTL.CLOSED, 0, CLOSE_TIMEOUT_MS);
       }
       this.#worker.terminate();
-      for (const fd of [this.#stopFd, this.#ownDoorbell, this.#ownIrq, this.#fd]) close(fd);
+      for (const fd of [this.#stopFd, this.#fd]) close(fd);
     }
   }
 }

@@ -192,13 +192,15 @@ export class BlockIo {
     this.#free.push(slot);
   }
 
-  /*V:325 Cancelling, for a device reset. A job no thread has claimed yet is
-   * taken back with the same compare-and-swap the threads use, so either
-   * we get it or a thread does, never both. A job a thread is running
-   * cannot be stopped halfway through a pwritev, so we wait for it: the
-   * queue's thread blocks (Atomics.wait) for as long as one disk operation
-   * takes. After this returns no thread touches guest memory on behalf of
-   * the old requests, and nothing they did can reach the new rings. :*/
+  /*V:325 Cancelling, when a session ends (a reset, a failure, close). A
+   * job no thread has claimed yet is taken back with the same
+   * compare-and-swap the threads use, so either we get it or a thread does,
+   * never both. A job a thread is running cannot be stopped halfway through
+   * a pwritev, so we wait for it: the queue's thread blocks (Atomics.wait)
+   * for as long as one disk operation takes, while the main thread, which
+   * only withdrew the session (V:346), has long gone on. After this returns
+   * no thread touches guest memory on behalf of the old requests, so the
+   * next session starts with every slot free. :*/
 
   /** Takes back queued jobs and waits for running ones; afterwards no job is in flight. */
   cancelAll(): void {

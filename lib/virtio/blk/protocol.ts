@@ -11,6 +11,8 @@
  * Offsets and lengths are float64s: exact up to 2^53, which no disk file
  * reaches, and a float64 array needs no BigInt on either side. :*/
 
+import type { QueueSession } from "../device.ts";
+
 /** Job operations. */
 export const IO_OP = { READ: 1, WRITE: 2, FLUSH: 3 } as const;
 
@@ -96,36 +98,31 @@ export function slotLayout(slots: number, maxIovecs: number): SlotLayout {
 /*V:343 What the main thread and the request queue's own thread share (see
  * queue_thread.worker.ts). One small buffer of control words, and messages:
  *
- *   REQ       the session the main thread wants served (0: none)
- *   ACK       the session the queue thread is serving (0: none)
- *   KICKS     bumped by notify() before it rings the doorbell
- *   DONE      the KICKS value the queue thread has fully answered
- *   INFLIGHT  requests popped and not yet answered
- *   PEAK      the most requests that were in flight at once
- *   POSTED    messages the queue thread has posted
- *   CLOSED    1 once the queue thread has stopped its I/O threads
- *   UP        1 once the queue thread has set up (it takes sessions then)
- *   IO_UP     I/O threads that have started serving
+ *   REQ        the session the main thread wants served (0: none)
+ *   RING_BUSY  1 while the queue thread touches the rings (V:346)
+ *   IDLE       the session the queue thread sleeps on with all answered
+ *   SEEN       the avail index it had consumed when it went to sleep
+ *   INFLIGHT   requests popped and not yet answered
+ *   PEAK       the most requests that were with the I/O threads at once
+ *   POSTED     messages the queue thread has posted
+ *   CLOSED     1 once the queue thread has stopped its I/O threads
+ *   UP         1 once the queue thread has set up (it takes sessions then)
+ *   IO_UP      I/O threads that have started serving
  *
- * REQ and ACK make stopping safe without a lock: the main thread stores REQ
- * then reads ACK, the queue thread stores ACK then reads REQ, and with
- * sequentially consistent atomics at least one of them sees the other's
- * store; so either the queue thread never starts the old session, or the
- * main thread waits for it to end. In the first case the main thread may
- * already have activated the next session (and counted its kick in KICKS)
- * by the time the queue thread gets to the old one's start message, so a
- * session the queue thread did not serve must leave no trace: it only
- * acknowledges it and lets go. DONE is written by the queue thread only
- * while it serves a session, and by the main thread in reset, which
- * follows the end of every session (a stop, or a failure it was told of). :*/
+ * IDLE and SEEN let the main thread tell, without a word to the thread,
+ * whether everything the driver posted has been answered: the thread
+ * stores SEEN, then IDLE, just before it sleeps with the ring empty, and
+ * clears IDLE when it wakes. A request posted since moves the avail index
+ * past SEEN. POSTED is bumped before IDLE is stored, so a reader that
+ * checks it last has every message the thread sent before it slept. :*/
 
 /** Control word indices. */
 export const QCTL = {
   WORDS: 10,
   REQ: 0,
-  ACK: 1,
-  KICKS: 2,
-  DONE: 3,
+  RING_BUSY: 1,
+  IDLE: 2,
+  SEEN: 3,
   INFLIGHT: 4,
   PEAK: 5,
   POSTED: 6,
@@ -142,7 +139,7 @@ export interface QueueInit {
   ctl: SharedArrayBuffer;
   /** The disk file. */
   fd: number;
-  /** An eventfd the main thread writes to stop a session. */
+  /** An eventfd the main thread writes to wake the queue thread when it withdraws a session. */
   stopFd: number;
   /** For messages, e.g. "virtio-blk (disk.img)". */
   name: string;
@@ -161,7 +158,7 @@ export interface QueueInit {
 }
 
 /** Starts serving one activation of the queue. */
-export interface QueueSession {
+export interface SessionStart {
   /** Message kind. */
   kind: "start";
   /** The session number (REQ). */
@@ -170,24 +167,12 @@ export interface QueueSession {
   hostAddress: bigint;
   /** Bytes of guest RAM. */
   memSize: number;
-  /** For messages, e.g. "virtio-blk (disk.img) queue 0". */
-  queueName: string;
-  /** The rings, as the driver placed them. */
-  layout: { size: number; desc: bigint; avail: bigint; used: bigint };
-  /** The negotiated ring features. */
-  features: { eventIdx: boolean; indirect: boolean };
-  /** Where the rings' indices stand. */
-  start: { lastAvailIdx: number; usedIdx: number };
-  /** The doorbell eventfd. */
-  doorbell: number;
-  /** The eventfd to write when the driver wants an interrupt. */
-  irqfd: number;
-  /** The interrupt status word to set first, if any. */
-  isr?: { image: SharedArrayBuffer; word: number; bit: number };
+  /** The queue, as the transport handed it to activate(). */
+  queue: QueueSession;
 }
 
 /** Messages to the queue thread. */
-export type QueueCommand = QueueInit | QueueSession | { kind: "close" };
+export type QueueCommand = QueueInit | SessionStart | { kind: "close" };
 
 /** Messages from the queue thread: a --verbose line, or a rule the guest broke. */
 export interface QueueReport {

@@ -14,7 +14,8 @@ import { ioctl } from "../../sys/calls.ts";
 import { EPOLL } from "../../sys/epoll.ts";
 import { writeChain } from "../chain.ts";
 import { ConsoleOutput } from "./output.ts";
-import { bit, VIRTIO_ID, type VirtioContext, type VirtioDevice } from "../device.ts";
+import { bit, type DeviceContext, type QueueSession, VIRTIO_ID, type VirtioDevice } from "../device.ts";
+import { type DrainEnd, drainQueue, LoopQueue } from "../drain.ts";
 import { type Chain, type Virtqueue, VirtqueueError } from "../queue.ts";
 
 /** virtio-console feature bits (bit numbers, virtio spec 5.3.3). */
@@ -28,8 +29,8 @@ export const CONSOLE_TX = 1;
 
 const QUEUE_SIZE = 256;
 const TIOCGWINSZ = 0x5413;
-/** Chains one turn of the loop takes from a queue, in multiples of its size, before yielding. */
-const BUDGET_RINGS = 4;
+/** Chains one turn takes from a queue, in multiples of its size, before yielding to the loop. */
+export const BUDGET_RINGS = 4;
 /** How long to wait before retrying an output that cannot be watched with epoll (ms). */
 const RETRY_MS = 10;
 
@@ -64,6 +65,11 @@ export function windowSize(fd: number): WindowSize | undefined {
   return { rows: ws[0]!, cols: ws[1]! };
 }
 
+/** The error for chain `head` breaking one of the console's own rules (V:365). */
+function broken(vq: Virtqueue, rule: string, head: number, bytes: string): VirtqueueError {
+  return new VirtqueueError(vq.name, rule, `chain ${head} has ${bytes} bytes`);
+}
+
 /** virtio-console (device id 3), one port: hvc0 in a Linux guest. */
 export class ConsoleDevice implements VirtioDevice {
   /** For messages. */
@@ -79,9 +85,9 @@ export class ConsoleDevice implements VirtioDevice {
   readonly #cfg = new DataView(this.config.buffer);
   readonly #output: ConsoleOutput;
   readonly #sizeFd: number | undefined;
-  #ctx: VirtioContext | undefined;
-  #rx: Virtqueue | undefined;
-  #tx: Virtqueue | undefined;
+  #ctx: DeviceContext | undefined;
+  #rx: LoopQueue | undefined;
+  #tx: LoopQueue | undefined;
   /** Receive buffers the driver lent us, oldest first, not yet filled. */
   #lent: Chain[] = [];
   #wantSpace = false;
@@ -89,8 +95,8 @@ export class ConsoleDevice implements VirtioDevice {
   #sizeChanged = false;
   /** The output descriptor is in the event loop, waiting for EPOLLOUT. */
   #watching = false;
-  /** A deferred turn (budget spent, or an output epoll cannot watch). */
-  #later: ReturnType<typeof setTimeout> | undefined;
+  /** A retry of blocked output that epoll cannot watch. */
+  #retry: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Makes a console that prints to `options.outputFd`.
@@ -123,83 +129,77 @@ export class ConsoleDevice implements VirtioDevice {
     this.#space?.();
   }
 
-  /** DRIVER_OK: takes both queues, drains what is already there, and says input may flow. */
-  activate(ctx: VirtioContext, queues: ReadonlyArray<Virtqueue | undefined>): void {
+  /** DRIVER_OK: watches both doorbells, serves what is already posted, and says input may flow. */
+  activate(ctx: DeviceContext, queues: ReadonlyArray<QueueSession | undefined>): void {
+    this.#stop();
     this.#ctx = ctx;
-    this.#rx = queues[CONSOLE_RX];
-    this.#tx = queues[CONSOLE_TX];
+    const [rx, tx] = [queues[CONSOLE_RX], queues[CONSOLE_TX]];
+    this.#rx = rx === undefined ? undefined : new LoopQueue(ctx, rx, (q) => this.#lendTurn(q));
+    this.#tx = tx === undefined ? undefined : new LoopQueue(ctx, tx, (q) => this.#transmitTurn(q));
     if (this.#sizeChanged && (ctx.features & bit(VIRTIO_CONSOLE_F.SIZE)) !== 0n) ctx.configChanged();
     this.#sizeChanged = false;
-    this.#popLent();
+    this.#rx?.run();
     this.#transmit();
     if (this.#ctx === ctx) this.#signalSpace();
   }
 
-  /** The driver rang a doorbell: new receive buffers (0) or new output (1). */
-  notify(queue: number): void {
-    if (queue === CONSOLE_RX) {
-      this.#popLent();
-      if (this.#wantSpace && this.#lent.length > 0) this.#signalSpace();
-    } else if (queue === CONSOLE_TX) this.#transmit();
-  }
-
-  /*V:355 Output. Every chain on the transmitq is characters to print. We
-   * pop what the driver posted (at most a queue's worth waits with us at a
-   * time), hand the chains to the output queue (V:371), and return each one
-   * the moment its last byte is written, with a used length of 0 since we
-   * wrote nothing into it, and one interrupt for the batch. When stdout is
-   * full the chains stay with us, the driver runs out of buffers and waits,
-   * and the event loop tells us when stdout drains: back-pressure, with no
-   * byte lost and the loop never asleep in a write.
+  /*V:355 Output. Every chain on the transmitq is characters to print. The
+   * driver's doorbell (an eventfd the transmitq's LoopQueue watches on the
+   * main loop) starts a turn; the turn drains the ring with drainQueue
+   * (V:150) into the output queue (V:371), at most a queue's worth waiting
+   * with us at a time, and returns each chain the moment its last byte is
+   * written, with a used length of 0 since we wrote nothing into it, and
+   * one interrupt() for the batch, which asks the ring whether the driver
+   * wants one. When stdout is full the chains stay with us, the driver runs
+   * out of buffers and waits, and the event loop tells us when stdout
+   * drains: back-pressure, with no byte lost and the loop never asleep in a
+   * write. A doorbell that rings meanwhile finds the turn waiting and leaves
+   * it so.
    *
    * A driver could keep the ring topped up forever, faster than we write
    * to a sink that never fills (/dev/null). So one turn takes at most a few
-   * rings' worth of chains, then yields to the event loop and comes back on
-   * a zero timer: other devices get their turn and the loop cannot be held
-   * hostage. :*/
-  #transmit(): void {
-    const ctx = this.#ctx;
-    const q = this.#tx;
-    if (ctx === undefined || q === undefined) {
-      this.#output.flush(undefined);
-      return;
-    }
-    if (this.#watching || this.#later !== undefined) return;
-    let budget = BUDGET_RINGS * q.size;
+   * rings' worth of chains (BUDGET_RINGS), then yields: LoopQueue brings the
+   * next turn on a zero timer, after the other devices had theirs. :*/
+  #transmitTurn(q: LoopQueue): DrainEnd | void {
+    if (this.#watching || this.#retry !== undefined) return;
+    const vq = q.vq;
+    let budget = BUDGET_RINGS * vq.size;
     for (;;) {
+      // Pop only what may wait with us; the rest stays in the ring until the output takes what we hold.
+      const room = Math.min(vq.size - this.#output.pending, budget);
+      let end: DrainEnd = "budget";
       try {
-        while (budget > 0 && this.#output.pending < q.size) {
-          const c = q.pop();
-          if (c === undefined) break;
-          budget--;
-          if (c.writableBytes > 0) {
-            throw new VirtqueueError(
-              q.name,
-              "tx-writable",
-              `chain ${c.head} has ${c.writableBytes} device-writable bytes`,
-            );
-          }
-          this.#output.pushChain(c.head, c.readable);
+        if (room > 0) {
+          const turn = drainQueue(vq, room, (c) => {
+            if (c.writableBytes > 0) throw broken(vq, "tx-writable", c.head, `${c.writableBytes} device-writable`);
+            this.#output.pushChain(c.head, c.readable);
+            return true;
+          });
+          budget -= turn.served;
+          end = turn.end;
         }
       } catch (e) {
-        this.#flushOutput(ctx, q);
+        this.#flushOutput(q);
         throw e;
       }
-      if (!this.#flushOutput(ctx, q) || this.#ctx !== ctx) return;
-      if (budget === 0) {
-        this.#defer(0);
-        return;
-      }
-      if (!q.enableNotifications(true)) return;
+      if (!this.#flushOutput(q)) return;
+      if (end !== "budget") return end;
+      if (budget === 0) return "budget";
     }
   }
 
+  /** Runs a transmit turn, or with no live transmitq writes what host bytes it can. */
+  #transmit(): void {
+    if (this.#tx !== undefined) this.#tx.run();
+    else this.#output.flush(undefined);
+  }
+
   /** Writes what the output takes now and returns the finished chains; false if it is blocked. */
-  #flushOutput(ctx: VirtioContext, q: Virtqueue): boolean {
-    const { done, blocked } = this.#output.flush(ctx.memory);
-    for (const head of done) q.pushUsed(head, 0);
-    if (done.length > 0) ctx.used(CONSOLE_TX);
-    if (blocked) this.#waitWritable(ctx);
+  #flushOutput(q: LoopQueue): boolean {
+    const { done, blocked } = this.#output.flush(this.#ctx?.memory);
+    for (const head of done) q.vq.pushUsed(head, 0);
+    if (done.length > 0) q.interrupt();
+    if (blocked) this.#waitWritable(q);
     return !blocked;
   }
 
@@ -208,56 +208,44 @@ export class ConsoleDevice implements VirtioDevice {
    * as it fires, so an idle console costs the loop nothing. A descriptor
    * epoll refuses (a regular file, which never blocks anyway) or one the
    * loop already watches is retried on a short timer instead. Either way
-   * the turn that resumes runs outside the transport, so it catches what
-   * the guest's rings throw and fails the device itself. :*/
-  #waitWritable(ctx: VirtioContext): void {
+   * the turn resumes through its LoopQueue, so what the guest's rings throw
+   * there fails the device, as from a doorbell. :*/
+  #waitWritable(q: LoopQueue): void {
+    const resume = () => {
+      this.#stopWaiting();
+      q.run();
+    };
     let added = false;
     try {
-      added = ctx.loop.add(this.#output.fd, EPOLL.OUT, () => this.#resume());
+      added = this.#ctx?.loop.add(this.#output.fd, EPOLL.OUT, resume) ?? false;
     } catch {
       added = false;
     }
     if (added) this.#watching = true;
-    else this.#defer(RETRY_MS);
-  }
-
-  #defer(ms: number): void {
-    if (this.#later === undefined) this.#later = setTimeout(() => this.#resume(), ms);
+    else this.#retry ??= setTimeout(resume, RETRY_MS);
   }
 
   #stopWaiting(): void {
     if (this.#watching) this.#ctx?.loop.remove(this.#output.fd);
     this.#watching = false;
-    if (this.#later !== undefined) clearTimeout(this.#later);
-    this.#later = undefined;
-  }
-
-  /** A deferred turn: output may have room, or the budget is fresh. */
-  #resume(): void {
-    this.#stopWaiting();
-    const ctx = this.#ctx;
-    if (ctx === undefined) return;
-    try {
-      this.#popLent();
-      this.#transmit();
-      if (this.#ctx === ctx && this.#wantSpace && this.#lent.length > 0) this.#signalSpace();
-    } catch (e) {
-      ctx.fail(e instanceof Error ? e.message : String(e));
-    }
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    this.#retry = undefined;
   }
 
   /*V:360 Input, and the heir of the seed's enable_fd. The driver lends us
-   * empty buffers on the receiveq; we take them as soon as it rings (so any
-   * rule it broke is caught there, and the transport marks the device
-   * NEEDS_RESET), and keep them until keystrokes come. receive() fills the
-   * oldest first, and gives each back with exactly the number of bytes
-   * written into it, with one interrupt per call.
+   * empty buffers on the receiveq; the receiveq's doorbell starts a turn
+   * that takes them at once (so any rule it broke is caught there, and the
+   * transport marks the device NEEDS_RESET), and we keep them until
+   * keystrokes come. receive() fills the oldest first, and gives each back
+   * with exactly the number of bytes written into it, with one interrupt()
+   * per call. It is bounded by what it is offered: a lent buffer takes at
+   * least a byte (one with no room is never lent, V:365).
    *
    * When there is no buffer left, receive() takes what it can (maybe
    * nothing) and says so; the stdin pump then keeps the rest and stops
    * reading stdin, which is back-pressure all the way to the terminal. The
-   * next time the driver rings the receiveq we tell our space listener,
-   * and the pump offers its bytes again. :*/
+   * next turn that finds new buffers tells our space listener, and the pump
+   * offers its bytes again. :*/
 
   /**
    * Offers input bytes to the guest.
@@ -272,11 +260,11 @@ export class ConsoleDevice implements VirtioDevice {
       let returned = 0;
       try {
         while (taken < bytes.length) {
-          if (this.#lent.length === 0) this.#popLent();
+          if (this.#lent.length === 0 && this.#popLent(q) === "budget") q.later();
           const chain = this.#lent.shift();
-          if (chain === undefined || this.#ctx !== ctx) break;
+          if (chain === undefined || this.#rx !== q) break;
           const n = writeChain(ctx.memory, chain, bytes.subarray(taken));
-          q.pushUsed(chain.head, n);
+          q.vq.pushUsed(chain.head, n);
           taken += n;
           returned++;
         }
@@ -284,59 +272,58 @@ export class ConsoleDevice implements VirtioDevice {
         ctx.fail(e instanceof Error ? e.message : String(e));
         return taken;
       }
-      if (returned > 0) ctx.used(CONSOLE_RX);
+      if (returned > 0) q.interrupt();
     }
     if (taken < bytes.length) this.#wantSpace = true;
     return taken;
+  }
+
+  /** A receiveq turn: takes the lent buffers, and tells a waiting pump if there are some. */
+  #lendTurn(q: LoopQueue): DrainEnd {
+    const end = this.#popLent(q);
+    if (this.#rx === q && this.#wantSpace && this.#lent.length > 0) this.#signalSpace();
+    return end;
   }
 
   /*V:365 What a hostile driver can do to the console beyond what the
    * virtqueue itself refuses (see V:105): put readable buffers on the
    * receiveq or writable ones on the transmitq. The spec says the driver
    * MUST NOT, and the seed killed the launcher over it; we name the rule
-   * ("rx-readable", "tx-writable") in a VirtqueueError, which the transport
-   * turns into DEVICE_NEEDS_RESET, exactly like a broken ring. Zero-length
-   * buffers carry nothing, so they break nothing: a receive chain made only
-   * of them goes straight back, used length 0, without taking any input.
+   * ("rx-readable", "tx-writable") in a VirtqueueError, which the LoopQueue
+   * hands to the transport as a failure, and the transport marks the device
+   * DEVICE_NEEDS_RESET, exactly like a broken ring. Zero-length buffers
+   * carry nothing, so they break nothing: a receive chain made only of them
+   * goes straight back, used length 0, without taking any input.
    *
    * Nor may the driver make us hoard: the ring lets it post the same head
    * again and again, so we hold at most a queue's worth of lent buffers
-   * (the rest wait in the ring until input uses some up), and one turn
-   * pops at most a few rings' worth before yielding (see V:355). :*/
-  #popLent(): void {
-    const ctx = this.#ctx;
-    const q = this.#rx;
-    if (ctx === undefined || q === undefined) return;
+   * (drainQueue is given only the room that is left, and the rest wait in
+   * the ring, unpopped, until input uses some up), and one turn pops at
+   * most BUDGET_RINGS rings' worth, zero-length chains included, before
+   * yielding (see V:355). :*/
+  #popLent(q: LoopQueue): DrainEnd {
+    const vq = q.vq;
+    let budget = BUDGET_RINGS * vq.size;
     let returned = 0;
-    let budget = BUDGET_RINGS * q.size;
     try {
       for (;;) {
-        while (budget > 0 && this.#lent.length < q.size) {
-          const c = q.pop();
-          if (c === undefined) break;
-          budget--;
-          if (c.readableBytes > 0) {
-            throw new VirtqueueError(
-              q.name,
-              "rx-readable",
-              `chain ${c.head} has ${c.readableBytes} device-readable bytes`,
-            );
-          }
+        const room = vq.size - this.#lent.length;
+        if (room <= 0) return "declined";
+        if (budget === 0) return "budget";
+        const { served, end } = drainQueue(vq, Math.min(room, budget), (c) => {
+          if (c.readableBytes > 0) throw broken(vq, "rx-readable", c.head, `${c.readableBytes} device-readable`);
           if (c.writableBytes > 0) this.#lent.push(c);
           else {
-            q.pushUsed(c.head, 0);
+            vq.pushUsed(c.head, 0);
             returned++;
           }
-        }
-        if (this.#lent.length >= q.size) break;
-        if (budget === 0) {
-          this.#defer(0);
-          break;
-        }
-        if (!q.enableNotifications(true)) break;
+          return true;
+        });
+        budget -= served;
+        if (end !== "budget") return end;
       }
     } finally {
-      if (returned > 0) ctx.used(CONSOLE_RX);
+      if (returned > 0) q.interrupt();
     }
   }
 
@@ -380,15 +367,22 @@ export class ConsoleDevice implements VirtioDevice {
     this.#cfg.setUint16(CONSOLE_CONFIG.ROWS, size.rows & 0xffff, true);
   }
 
-  /** Drops the queues, the lent buffers and unwritten chains; if the device was live, held input may move on. */
-  reset(): void {
-    const wasLive = this.#ctx !== undefined;
+  /** Stops watching doorbells and stdout; drops the lent buffers and unwritten chains. */
+  #stop(): void {
     this.#stopWaiting();
+    this.#rx?.close();
+    this.#tx?.close();
     this.#ctx = undefined;
     this.#rx = undefined;
     this.#tx = undefined;
     this.#lent = [];
     this.#output.dropChains();
+  }
+
+  /** Drops the queues, the lent buffers and unwritten chains; if the device was live, held input may move on. */
+  reset(): void {
+    const wasLive = this.#ctx !== undefined;
+    this.#stop();
     if (wasLive) this.#signalSpace();
   }
 

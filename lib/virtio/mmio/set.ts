@@ -7,10 +7,12 @@
  * The wiring is what keeps exits away: every queue's doorbell is an
  * ioeventfd (KVM signals an eventfd when the guest writes that queue's index
  * to QueueNotify, without stopping the vCPU), and every device's interrupt
- * is an irqfd (we write an eventfd, KVM raises the IRQ). The main loop
- * watches the doorbells and the mailbox of forwarded register writes. :*/
+ * is an irqfd (we write an eventfd, KVM raises the IRQ). The transport hands
+ * both to the device in its queue sessions, and the device watches its
+ * doorbells itself; the main loop here watches only the mailbox of
+ * forwarded register writes. :*/
 
-import { close, drainEventfd, eventfd, signalEventfd } from "../../sys/calls.ts";
+import { close, drainEventfd, eventfd } from "../../sys/calls.ts";
 import { EPOLL } from "../../sys/epoll.ts";
 import type { EventLoop } from "../../eventloop.ts";
 import type { GuestMemory } from "../../memory.ts";
@@ -91,28 +93,9 @@ export class MmioDevices {
         vm.ioeventfd(slot.base + MMIO_REG.QUEUE_NOTIFY, 4, fd, { datamatch: q });
         return fd;
       });
-      const watch = (q: number, on: boolean) => {
-        const fd = doorbells[q];
-        if (fd === undefined) return;
-        if (!on) {
-          loop.remove(fd);
-          return;
-        }
-        loop.add(fd, EPOLL.IN, () => {
-          drainEventfd(fd);
-          transport.notify(q);
-        });
-      };
-      const transport = new MmioTransport(slot.device, {
-        memory,
-        loop,
-        image: slot.image,
-        interrupt: () => signalEventfd(irqFd, "irqfd"),
-        log,
-        wiring: { doorbells, irqfd: irqFd, watch },
-      });
-      this.transports.push(transport);
-      doorbells.forEach((_, q) => watch(q, true));
+      this.transports.push(
+        new MmioTransport(slot.device, { memory, loop, image: slot.image, doorbells, irqfd: irqFd, log }),
+      );
     }
   }
 

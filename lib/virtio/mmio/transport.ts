@@ -15,33 +15,31 @@
 
 import type { GuestMemory } from "../../memory.ts";
 import type { EventLoop } from "../../eventloop.ts";
-import { bit, type QueueWiring, VIRTIO_F, VIRTIO_STATUS, type VirtioContext, type VirtioDevice } from "../device.ts";
-import { Virtqueue } from "../queue.ts";
-import { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR, MMIO_VERSION, MMIO_WINDOW, RegisterImage } from "./regs.ts";
+import { signalEventfd } from "../../sys/calls.ts";
+import {
+  type DeviceContext,
+  INTERRUPT_CAUSE,
+  type InterruptLine,
+  type QueueSession,
+  raiseInterrupt,
+  VIRTIO_STATUS,
+  type VirtioDevice,
+} from "../device.ts";
+import { type QueueLayout, Virtqueue } from "../queue.ts";
+import { featureProblem, nextStatus, ringFeatures, TRANSPORT_FEATURES } from "../status.ts";
+import { MMIO_REG, MMIO_WINDOW, RegisterImage } from "./regs.ts";
 
 export { MMIO_INT, MMIO_MAGIC, MMIO_REG, MMIO_VENDOR, MMIO_VERSION, MMIO_WINDOW } from "./regs.ts";
 
-/** Ring features every device gets from the transport. */
-const TRANSPORT_FEATURES = bit(VIRTIO_F.VERSION_1) | bit(VIRTIO_F.EVENT_IDX) | bit(VIRTIO_F.INDIRECT_DESC);
 const ISR = MMIO_REG.INTERRUPT_STATUS >> 2;
 
+/** A queue's registers: all the transport keeps of a queue (the device keeps the rings' state). */
 interface QueueRegs {
   num: number;
   ready: boolean;
   desc: bigint;
   avail: bigint;
   used: bigint;
-  vq: Virtqueue | undefined;
-}
-
-/** The doorbells and the irqfd, for devices that serve a queue on their own thread (VirtioContext.takeQueue). */
-export interface MmioWiring {
-  /** Each queue's doorbell eventfd (its ioeventfd). */
-  doorbells: readonly number[];
-  /** The device's irqfd. */
-  irqfd: number;
-  /** Starts (true) or stops (false) watching queue `queue`'s doorbell on the main loop. */
-  watch(queue: number, on: boolean): void;
 }
 
 /** What the transport needs from the machine. */
@@ -50,14 +48,14 @@ export interface MmioTransportOptions {
   memory: GuestMemory;
   /** The main event loop (handed to the device). */
   loop: EventLoop;
-  /** Raise the device's interrupt (an irqfd write); a throw ends the run through `loop.fail`. */
-  interrupt: () => void;
   /** The shared register image (MMIO_WINDOW bytes). */
   image: SharedArrayBuffer;
+  /** One doorbell eventfd per queue (KVM signals it on a QueueNotify write: an ioeventfd). */
+  doorbells: readonly number[];
+  /** The device's interrupt eventfd (an irqfd). */
+  irqfd: number;
   /** Reports problems and, with --verbose, activity. */
   log: (line: string, always?: boolean) => void;
-  /** Doorbells and irqfd a device may take over (optional). */
-  wiring?: MmioWiring;
 }
 
 /** One device behind one virtio-mmio window. */
@@ -65,7 +63,6 @@ export class MmioTransport {
   readonly device: VirtioDevice;
   readonly #opts: MmioTransportOptions;
   readonly #image: RegisterImage;
-  readonly #config: Uint8Array<SharedArrayBuffer>;
   readonly #offered: bigint;
   #status = 0;
   #deviceFeaturesSel = 0;
@@ -77,20 +74,24 @@ export class MmioTransport {
   #active = false;
   /** Counts activations: a context from an earlier one no longer reaches the transport. */
   #epoch = 0;
-  /** Queues whose doorbell the device has taken over (see takeQueue). */
-  readonly #taken = new Set<number>();
+  readonly #line: InterruptLine;
 
   /**
    * @param device the device model
-   * @param options memory, loop, interrupt hook, register image, logger
+   * @param options memory, loop, register image, doorbells, irqfd, logger
    */
   constructor(device: VirtioDevice, options: MmioTransportOptions) {
     if (options.image.byteLength < MMIO_WINDOW) throw new RangeError("register image smaller than a window");
     if (device.config.length > MMIO_WINDOW - MMIO_REG.CONFIG) throw new RangeError(`${device.name}: config too big`);
+    if (options.doorbells.length !== device.queueSizes.length) {
+      throw new RangeError(
+        `${device.name}: ${options.doorbells.length} doorbells for ${device.queueSizes.length} queues`,
+      );
+    }
+    this.#line = { irqfd: options.irqfd, status: options.image, word: ISR };
     this.device = device;
     this.#opts = options;
     this.#image = new RegisterImage(options.image);
-    this.#config = new Uint8Array(options.image, MMIO_REG.CONFIG, MMIO_WINDOW - MMIO_REG.CONFIG);
     this.#offered = device.features | TRANSPORT_FEATURES;
     this.#resetState();
   }
@@ -111,44 +112,35 @@ export class MmioTransport {
     this.#driverFeaturesSel = 0;
     this.#driverFeatures = 0n;
     this.#queueSel = 0;
-    this.#queues = this.device.queueSizes.map(() => ({
-      num: 0,
-      ready: false,
-      desc: 0n,
-      avail: 0n,
-      used: 0n,
-      vq: undefined,
-    }));
+    this.#queues = this.device.queueSizes.map(() => ({ num: 0, ready: false, desc: 0n, avail: 0n, used: 0n }));
     this.#active = false;
     Atomics.store(this.#image.words, ISR, 0);
     this.#publishConfig();
     this.#publish();
   }
 
-  #set(offset: number, value: number): void {
-    Atomics.store(this.#image.words, offset >> 2, value | 0);
-  }
-
   /** Writes what every register reads now into the shared image. */
   #publish(): void {
-    const R = MMIO_REG;
-    this.#set(R.MAGIC, MMIO_MAGIC);
-    this.#set(R.VERSION, MMIO_VERSION);
-    this.#set(R.DEVICE_ID, this.device.deviceId);
-    this.#set(R.VENDOR_ID, MMIO_VENDOR);
     const sel = this.#deviceFeaturesSel;
-    this.#set(R.DEVICE_FEATURES, sel < 2 ? Number((this.#offered >> BigInt(32 * sel)) & 0xffffffffn) : 0);
     const q = this.#queues[this.#queueSel];
-    this.#set(R.QUEUE_NUM_MAX, q ? this.device.queueSizes[this.#queueSel]! : 0);
-    this.#set(R.QUEUE_NUM, q?.num ?? 0);
-    this.#set(R.QUEUE_READY, q?.ready ? 1 : 0);
-    this.#set(R.STATUS, this.#status);
-    this.#set(R.CONFIG_GENERATION, this.#generation);
+    this.#image.publish({
+      deviceId: this.device.deviceId,
+      deviceFeatures: sel < 2 ? Number((this.#offered >> BigInt(32 * sel)) & 0xffffffffn) : 0,
+      queueNumMax: q ? this.device.queueSizes[this.#queueSel]! : 0,
+      queueNum: q?.num ?? 0,
+      queueReady: q?.ready ? 1 : 0,
+      status: this.#status,
+      generation: this.#generation,
+    });
   }
 
   #publishConfig(): void {
-    this.#config.fill(0);
-    this.#config.set(this.device.config);
+    this.#image.setConfig(this.device.config);
+  }
+
+  #stepGeneration(): void {
+    this.#generation = (this.#generation + 1) | 0;
+    Atomics.store(this.#image.words, MMIO_REG.CONFIG_GENERATION >> 2, this.#generation);
   }
 
   /** A register read, answered as the vCPU thread's MmioProxy answers it from the image. */
@@ -241,7 +233,6 @@ export class MmioTransport {
     }
     if (!ready) {
       q.ready = false;
-      q.vq = undefined;
       return;
     }
     if (q.ready || !(this.#status & VIRTIO_STATUS.FEATURES_OK)) return;
@@ -250,127 +241,104 @@ export class MmioTransport {
       this.#fail(`queue ${index} size ${q.num} is not a power of two from 1 to ${max}`);
       return;
     }
-    const features = this.#driverFeatures;
     try {
-      q.vq = new Virtqueue(this.#opts.memory, { size: q.num, desc: q.desc, avail: q.avail, used: q.used }, {
-        eventIdx: (features & bit(VIRTIO_F.EVENT_IDX)) !== 0n,
-        indirect: (features & bit(VIRTIO_F.INDIRECT_DESC)) !== 0n,
-      }, `${this.device.name} queue ${index}`);
+      // Checked here, so that a ring outside RAM fails at QueueReady; the device builds its own view later.
+      new Virtqueue(
+        this.#opts.memory,
+        this.#layout(q),
+        ringFeatures(this.#driverFeatures),
+        `${this.device.name} queue ${index}`,
+      );
       q.ready = true;
     } catch (e) {
       this.#fail(e instanceof Error ? e.message : String(e));
     }
   }
 
-  /*V:250 The status byte only ever gains bits, in the spec's order, until
-   * the driver writes 0. A bit the driver tries to clear stays set (so a
-   * live device cannot be activated a second time behind its own back), and
-   * DEVICE_NEEDS_RESET is ours to set, not the driver's. FEATURES_OK needs
-   * ACKNOWLEDGE and DRIVER and a feature set we accept; DRIVER_OK needs
-   * FEATURES_OK. Once the device has failed, or the driver has said FAILED,
-   * neither is granted again: only a reset brings the device back. A bit we
-   * refuse is simply not kept, and the driver sees that on reading back. :*/
   #writeStatus(v: number): void {
-    const S = VIRTIO_STATUS;
     if (v === 0) {
       this.reset();
       return;
     }
-    const old = this.#status;
-    const rising = v & ~old & ~S.NEEDS_RESET;
-    let next = old | rising;
-    const broken = (next & (S.NEEDS_RESET | S.FAILED)) !== 0;
-    const ready = S.ACKNOWLEDGE | S.DRIVER;
-    if (rising & S.FEATURES_OK && (broken || (next & ready) !== ready || !this.#featuresAcceptable())) {
-      next &= ~S.FEATURES_OK;
-    }
-    if (rising & S.DRIVER_OK && (broken || !(next & S.FEATURES_OK))) next &= ~S.DRIVER_OK;
-    if (v & ~next & 0xff & ~S.NEEDS_RESET) {
+    const { next, rising } = nextStatus(this.#status, v, () => this.#featuresAcceptable());
+    if (v & ~next & 0xff & ~VIRTIO_STATUS.NEEDS_RESET) {
       this.#opts.log(`${this.device.name}: status 0x${v.toString(16)} refused, keeping 0x${next.toString(16)}`);
     }
     this.#status = next;
-    if (rising & S.DRIVER_OK && next & S.DRIVER_OK) this.#activate();
-    if (rising & S.FAILED) this.#stopDevice();
+    if (rising & VIRTIO_STATUS.DRIVER_OK && next & VIRTIO_STATUS.DRIVER_OK) this.#activate();
+    if (rising & VIRTIO_STATUS.FAILED) this.#stopDevice();
   }
 
   #featuresAcceptable(): boolean {
-    const f = this.#driverFeatures;
-    if ((f & ~this.#offered) !== 0n) {
-      this.#opts.log(`${this.device.name}: driver asked for features we do not offer (0x${f.toString(16)})`, true);
-      return false;
-    }
-    if ((f & bit(VIRTIO_F.VERSION_1)) === 0n) {
-      this.#opts.log(`${this.device.name}: driver did not accept VERSION_1 (legacy drivers are not supported)`, true);
-      return false;
-    }
-    return this.device.acceptFeatures?.(f) ?? true;
+    const problem = featureProblem(this.#driverFeatures, this.#offered);
+    if (problem === undefined) return this.device.acceptFeatures?.(this.#driverFeatures) ?? true;
+    this.#opts.log(`${this.device.name}: ${problem}`, true);
+    return false;
   }
 
-  #context(): VirtioContext {
-    const memory = this.#opts.memory;
-    const loop = this.#opts.loop;
-    const features = this.#driverFeatures;
+  #layout(q: QueueRegs): QueueLayout {
+    return { size: q.num, desc: q.desc, avail: q.avail, used: q.used };
+  }
+
+  #context(): DeviceContext {
     const epoch = this.#epoch;
     const live = () => epoch === this.#epoch && this.#active;
     return {
-      memory,
-      loop,
-      features,
-      used: (queue) => {
-        if (live()) this.#used(queue);
-      },
+      memory: this.#opts.memory,
+      loop: this.#opts.loop,
+      features: this.#driverFeatures,
       fail: (reason) => {
         if (live()) this.#fail(reason);
       },
       configChanged: () => this.configChanged(),
       log: (line) => this.#opts.log(`${this.device.name}: ${line}`),
-      takeQueue: (queue) => (live() ? this.#takeQueue(queue) : undefined),
     };
   }
 
-  #takeQueue(queue: number): QueueWiring | undefined {
-    const w = this.#opts.wiring;
-    const doorbell = w?.doorbells[queue];
-    if (w === undefined || doorbell === undefined || this.#queues[queue]?.vq === undefined) return undefined;
-    if (!this.#taken.has(queue)) {
-      this.#taken.add(queue);
-      w.watch(queue, false);
-    }
-    return { doorbell, irqfd: w.irqfd, image: this.#opts.image, isrWord: ISR, usedBit: MMIO_INT.VRING };
-  }
-
+  /*V:245 DRIVER_OK: each enabled queue becomes a session, built from its
+   * registers, and the device gets them. The transport keeps the registers
+   * and nothing else of a queue: the indices move only in the device's
+   * hands, so there is no second copy here to go stale. :*/
   #activate(): void {
     this.#active = true;
-    this.#guard(() => this.device.activate(this.#context(), this.#queues.map((q) => q.ready ? q.vq : undefined)));
+    const features = ringFeatures(this.#driverFeatures);
+    const sessions = this.#queues.map((q, index): QueueSession | undefined =>
+      q.ready
+        ? {
+          index,
+          name: `${this.device.name} queue ${index}`,
+          layout: this.#layout(q),
+          features,
+          start: { lastAvailIdx: 0, usedIdx: 0 },
+          doorbell: this.#opts.doorbells[index]!,
+          interrupt: this.#line,
+        }
+        : undefined
+    );
+    this.#guard(() => this.device.activate(this.#context(), sessions));
   }
 
-  #used(queue: number): void {
-    const vq = this.#queues[queue]?.vq;
-    if (this.#active && vq !== undefined && vq.needsInterrupt()) this.#interrupt(MMIO_INT.VRING);
-  }
-
-  /*V:255 Raising the interrupt is a write to the device's irqfd, and if
-   * that write fails the guest never hears of the buffers we just gave back
-   * and waits for ever with no word why. That is the host's fault, not the
-   * guest's, so it must not become "device needs reset" (which would need
-   * an interrupt too), and a throw would land in whatever device code
-   * called us, or in a timer. Instead the main loop is told to end the run
-   * with one line naming the device and the errno. :*/
-  #interrupt(bits: number): void {
-    Atomics.or(this.#image.words, ISR, bits);
+  #interrupt(cause: number): void {
     try {
-      this.#opts.interrupt();
+      raiseInterrupt(this.#line, cause);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       this.#opts.loop.fail(new Error(`${this.device.name}: cannot raise its interrupt: ${why}`, { cause: e }));
     }
   }
 
-  /** The driver rang queue `queue`'s doorbell. */
+  /**
+   * A QueueNotify write that reached the transport (KVM's ioeventfd takes the ones for real queues): rings
+   * that queue's doorbell, as KVM would.
+   */
   notify(queue: number): void {
-    if (!this.#active || this.#status & VIRTIO_STATUS.NEEDS_RESET) return;
-    if (this.#queues[queue]?.vq === undefined) return;
-    this.#guard(() => this.device.notify(queue));
+    const doorbell = this.#opts.doorbells[queue];
+    if (doorbell === undefined || !this.#queues[queue]?.ready) return;
+    try {
+      signalEventfd(doorbell, "doorbell");
+    } catch (e) {
+      this.#opts.loop.fail(e);
+    }
   }
 
   /** Runs device code; a guest rule broken anywhere inside fails the device, never the launcher. */
@@ -393,7 +361,7 @@ export class MmioTransport {
     this.#stopDevice();
     this.#status |= VIRTIO_STATUS.NEEDS_RESET;
     this.#publish();
-    if (this.#status & VIRTIO_STATUS.DRIVER_OK) this.#interrupt(MMIO_INT.CONFIG);
+    if (this.#status & VIRTIO_STATUS.DRIVER_OK) this.#interrupt(INTERRUPT_CAUSE.CONFIG);
   }
 
   #stopDevice(): void {
@@ -405,8 +373,6 @@ export class MmioTransport {
     } catch (e) {
       this.#opts.log(`${this.device.name}: reset failed: ${e instanceof Error ? e.message : String(e)}`, true);
     }
-    for (const q of this.#taken) this.#opts.wiring?.watch(q, true);
-    this.#taken.clear();
   }
 
   /** Device reset: the device lets go of every queue before this returns. */
@@ -415,12 +381,15 @@ export class MmioTransport {
     this.#resetState();
   }
 
-  /** The device changed its config: new generation, config interrupt. */
+  /** The device changed its config: published between two generation steps (V:232), then a config interrupt. */
   configChanged(): void {
-    this.#generation = (this.#generation + 1) | 0;
-    this.#publishConfig();
-    this.#publish();
-    if (this.#status & VIRTIO_STATUS.DRIVER_OK) this.#interrupt(MMIO_INT.CONFIG);
+    this.#stepGeneration();
+    try {
+      this.#publishConfig();
+    } finally {
+      this.#stepGeneration();
+    }
+    if (this.#status & VIRTIO_STATUS.DRIVER_OK) this.#interrupt(INTERRUPT_CAUSE.CONFIG);
   }
 
   #writeConfig(at: number, size: number, value: number): void {

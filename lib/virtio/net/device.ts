@@ -2,7 +2,8 @@
  * MAC address and a link status in its configuration space, and a tap
  * behind it. Between them sit the receive engine (rx.ts) and the
  * transmit engine (tx.ts); this file negotiates, wires them to the
- * event loop, and decides when to listen to the tap at all.
+ * event loop (each queue a LoopQueue, V:151, watching its doorbell), and
+ * decides when to listen to the tap at all.
  *
  * The features we offer are the ones that make bulk TCP cheap. CSUM and
  * HOST_TSO4/6 let the guest hand us unchecksummed 64 KiB segments, which
@@ -16,8 +17,8 @@ import { EPOLL } from "../../sys/epoll.ts";
 import { getrandom } from "../../sys/calls.ts";
 import { NetdevControl, notPermitted, Tap } from "../../sys/tap.ts";
 import { SysError } from "../../sys/errno.ts";
-import { bit, VIRTIO_ID, type VirtioContext, type VirtioDevice } from "../device.ts";
-import type { Virtqueue } from "../queue.ts";
+import { bit, type DeviceContext, type QueueSession, VIRTIO_ID, type VirtioDevice } from "../device.ts";
+import { type DrainEnd, LoopQueue } from "../drain.ts";
 import {
   formatMac,
   missingDependency,
@@ -86,12 +87,12 @@ export class NetDevice implements VirtioDevice {
   /** struct virtio_net_config: mac, then status (link up). */
   readonly config: Uint8Array = new Uint8Array(VIRTIO_NET_CONFIG.size);
   readonly #port: PacketPort;
-  #ctx: VirtioContext | undefined;
-  #rxq: Virtqueue | undefined;
+  #ctx: DeviceContext | undefined;
+  #rxq: LoopQueue | undefined;
+  #txq: LoopQueue | undefined;
   #rx: NetRx | undefined;
   #tx: NetTx | undefined;
   #watched = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * A device on `port`, which it owns from now on (close() closes it).
@@ -127,64 +128,64 @@ export class NetDevice implements VirtioDevice {
     return missingDependency(features) === undefined;
   }
 
-  /** Switches the tap's offloads to what the driver accepted and starts both engines. */
-  activate(ctx: VirtioContext, queues: ReadonlyArray<Virtqueue | undefined>): void {
-    this.#ctx = ctx;
+  /** Switches the tap's offloads to what the driver accepted, watches both doorbells and starts both engines. */
+  activate(ctx: DeviceContext, queues: ReadonlyArray<QueueSession | undefined>): void {
+    this.reset();
     const missing = missingDependency(ctx.features);
     if (missing !== undefined) throw new Error(`the driver accepted ${missing}`);
+    this.#ctx = ctx;
     this.#port.setOffload(tapOffloads(ctx.features));
-    const [rxq, txq] = queues;
-    this.#rxq = rxq;
+    const [rx, tx] = queues;
     const log = (line: string) => ctx.log(line);
-    if (rxq !== undefined) this.#rx = new NetRx(ctx.memory, rxq, this.#port, netFeatures(ctx.features), log);
-    if (txq !== undefined) this.#tx = new NetTx(ctx.memory, txq, this.#port, log);
+    if (rx !== undefined) {
+      this.#rxq = new LoopQueue(ctx, rx, () => this.#doorbellRx());
+      this.#rx = new NetRx(ctx.memory, this.#rxq.vq, this.#port, netFeatures(ctx.features), log);
+    }
+    if (tx !== undefined) {
+      this.#txq = new LoopQueue(ctx, tx, (q) => this.#transmitTurn(q));
+      this.#tx = new NetTx(ctx.memory, this.#txq.vq, this.#port, log);
+    }
     ctx.log(`offloads 0x${tapOffloads(ctx.features).toString(16)}, MAC ${formatMac(this.mac)}`);
-    // While it has buffers the device needs no doorbell for more; it asks again when it runs out.
-    rxq?.enableNotifications(false);
     this.#receive();
-    this.#transmit();
+    this.#txq?.run();
   }
 
   /*V:417 Listening to the tap. We watch its fd for input only while the
    * guest has somewhere to put a frame: once the receive engine says it is
    * starved, the fd leaves the epoll set, frames wait in the kernel's
-   * queue, and the guest's next doorbell on the receive queue puts it back
-   * (the original's enable_fd). We watch for output only while the port
-   * pushes back on a transmit. So an idle guest with no buffers costs the
-   * host nothing, and a guest flooding us cannot make us spin. :*/
+   * queue, and the guest's next doorbell on the receive queue (its eventfd,
+   * watched by the receive LoopQueue) puts it back: the original's
+   * enable_fd. While the engine has buffers it asked for no doorbell, and
+   * one that rings anyway changes nothing: the tap says when to look. We
+   * watch for output only while the port pushes back on a transmit; a
+   * transmit doorbell meanwhile waits for EPOLLOUT too. So an idle guest
+   * with no buffers costs the host nothing, and a guest flooding us cannot
+   * make us spin. Each path gives its buffers back with one interrupt() per
+   * turn, and the transmit path comes back on a zero timer after a spent
+   * budget (V:414). :*/
 
-  /** The driver rang queue 0 (new receive buffers) or 1 (new frames). */
-  notify(queue: number): void {
-    if (this.#ctx === undefined) return;
-    if (queue === 0 && this.#rx !== undefined && this.#rx.starved) {
-      this.#rx.starved = false;
-      this.#rxq?.enableNotifications(false);
-      this.#receive();
-    } else if (queue === 1 && this.#tx !== undefined && !this.#tx.blocked) {
-      this.#transmit();
-    }
+  /** A receive-queue turn: new buffers, which matter only if the engine was starved. */
+  #doorbellRx(): void {
+    const rx = this.#rx;
+    if (rx === undefined || !rx.starved) return;
+    rx.starved = false;
+    this.#receive();
   }
 
   #receive(): void {
     const rx = this.#rx;
-    if (rx === undefined || rx.starved || rx.broken) return this.#watch();
-    const n = rx.receive();
-    if (n > 0) this.#ctx?.used(0);
+    if (rx !== undefined && !rx.starved && !rx.broken && rx.receive() > 0) this.#rxq?.interrupt();
     this.#watch();
   }
 
-  #transmit(): void {
+  /** A transmit-queue turn (a doorbell, the first, one after a spent budget, or the port has room again). */
+  #transmitTurn(q: LoopQueue): DrainEnd | void {
     const tx = this.#tx;
-    if (tx === undefined) return;
-    const { used, more } = tx.transmit();
-    if (used > 0) this.#ctx?.used(1);
-    if (more && this.#timer === undefined) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        this.#guard(() => this.#transmit());
-      }, 0);
-    }
+    if (tx === undefined || tx.blocked) return;
+    const { used, end } = tx.transmit();
+    if (used > 0) q.interrupt();
     this.#watch();
+    return end;
   }
 
   /** Brings the epoll registration of the port in line with what the engines need. */
@@ -200,33 +201,33 @@ export class NetDevice implements VirtioDevice {
     this.#watched = want;
   }
 
+  /** The tap is ready: room for the frame that waits, or frames (or an error) to read. */
   #ready(events: number): void {
-    this.#guard(() => {
-      if (events & EPOLL.OUT) this.#transmit();
-      if (events & (EPOLL.IN | EPOLL.ERR | EPOLL.HUP)) this.#receive();
-    });
-  }
-
-  /** Runs engine work from our own callbacks: a broken rule fails the device, as the transport does. */
-  #guard(work: () => void): void {
+    if (events & EPOLL.OUT && this.#tx !== undefined) {
+      this.#tx.blocked = false;
+      this.#txq?.run();
+    }
+    if (!(events & (EPOLL.IN | EPOLL.ERR | EPOLL.HUP))) return;
     const ctx = this.#ctx;
     if (ctx === undefined) return;
     try {
-      work();
+      this.#receive();
     } catch (e) {
+      // As from a doorbell (LoopQueue.run): a broken rule fails the device, not the loop.
       ctx.fail(e instanceof Error ? e.message : String(e));
     }
   }
 
-  /** Stops both engines, stops watching the tap, and takes its offloads back (no driver takes them now). */
+  /** Stops both engines and both doorbells, stops watching the tap, and takes its offloads back. */
   reset(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#rxq?.close();
+    this.#txq?.close();
     if (this.#watched !== 0) this.#ctx?.loop.remove(this.#port.fd);
     this.#watched = 0;
     if (this.#ctx !== undefined) this.#port.setOffload(0);
     this.#ctx = undefined;
     this.#rxq = undefined;
+    this.#txq = undefined;
     this.#rx = undefined;
     this.#tx = undefined;
   }

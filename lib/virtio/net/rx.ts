@@ -19,6 +19,7 @@ import { SysError } from "../../sys/errno.ts";
 import { bufferAddress } from "../../sys/calls.ts";
 import { IoVecs } from "../../sys/iovec.ts";
 import { readChain, writeChain } from "../chain.ts";
+import { drainQueue } from "../drain.ts";
 import { type Chain, type Virtqueue, VirtqueueError } from "../queue.ts";
 import { NET_HDR, NET_HDR_SIZE, type NetFeatures, type PacketPort, VIRTIO_NET_HDR } from "./hdr.ts";
 
@@ -30,7 +31,7 @@ export const RX_SMALL: number = NET_HDR_SIZE + 1514;
 export const RX_BIG: number = NET_HDR_SIZE + 65550;
 /** Host room after the guest's buffers, so a read never truncates silently (see V:412). */
 const SCRATCH = 72 * 1024;
-/** Frames moved per call before the event loop gets a turn. */
+/** Frames moved per call before the event loop gets a turn (see V:411). */
 const RX_BUDGET = 64;
 
 /** A frame read but not yet placed: the guest had too few buffers for all of it. */
@@ -87,11 +88,6 @@ export class NetRx {
     this.#log = log;
   }
 
-  /** Chains popped and not yet returned (for tests). */
-  get held(): number {
-    return this.#stash.length;
-  }
-
   /**
    * Moves frames from the port into the guest until the port is empty, the guest
    * has no more buffers (then `starved` is set), or the budget is spent.
@@ -121,29 +117,44 @@ export class NetRx {
   /*V:411 Back-pressure. When the guest has posted nothing, we stop reading
    * the tap, as the original's handle_tun_input did: frames then queue in
    * the kernel (and past its limit, the kernel drops them, as a switch would
-   * for a slow port). Before we go to sleep we ask the guest for a doorbell
-   * on its next buffer, and look once more: it may have posted one just
-   * before it could see the request, and then no doorbell would come. :*/
+   * for a slow port). The stash is filled with drainQueue (V:150), which
+   * asks the guest for a doorbell on its next buffer once the ring is empty
+   * and looks once more: it may have posted one just before it could see the
+   * request, and then no doorbell would come. Only with an empty stash do we
+   * keep that request and say we are starved; while we still hold buffers
+   * the doorbells are switched off again, since the tap, not the guest,
+   * tells us when to look next.
+   *
+   * Two budgets bound the work. One call of receive() moves at most
+   * RX_BUDGET frames, then the event loop gets its turn (the tap is still
+   * readable, so epoll brings us back after the others). And each drain of
+   * the ring takes one chain, since only the frame (or the room still
+   * missing) says whether we need the next; the stash never holds more than
+   * a ring's worth, whatever the driver posts. :*/
 
-  /** Pops into the stash until it can hold the largest frame we expect; false if it is empty. */
+  /** Pops into the stash until it can hold the largest frame we expect; false if it is empty (starved). */
   #fill(): boolean {
     const want = this.#f.mergeable ? (this.#f.guestGso ? RX_BIG : RX_SMALL) : 1;
-    for (;;) {
-      while (this.#stash.length === 0 || this.#stashRoom < want) {
-        if (this.#take() === undefined) break;
-      }
-      if (this.#stash.length > 0) return true;
-      if (!this.#q.enableNotifications(true)) {
-        this.starved = true;
-        return false;
-      }
+    let dry = false;
+    // One chain per drain: a chain we do not need yet must stay in the ring, unread (its faults included).
+    while ((this.#stash.length === 0 || this.#stashRoom < want) && this.#stash.length < this.#q.size) {
+      const { served } = drainQueue(this.#q, 1, (c) => {
+        this.#take(c);
+        return true;
+      });
+      dry = served === 0;
+      if (dry) break;
     }
+    if (this.#stash.length === 0) {
+      this.starved = true;
+      return false;
+    }
+    if (dry) this.#q.enableNotifications(false);
+    return true;
   }
 
-  /** Pops one chain into the stash, checking it is a receive buffer. */
-  #take(): Chain | undefined {
-    const c = this.#q.pop();
-    if (c === undefined) return undefined;
+  /** Takes one popped chain into the stash, checking it is a receive buffer (if not, it is unpopped). */
+  #take(c: Chain): void {
     if (c.readable.length > 0 || c.writableBytes < NET_HDR_SIZE) {
       this.#q.unpop();
       const what = c.readable.length > 0
@@ -153,7 +164,6 @@ export class NetRx {
     }
     this.#stash.push(c);
     this.#stashRoom += c.writableBytes;
-    return c;
   }
 
   /*V:412 One readv takes exactly one frame, and if the buffers are too
@@ -243,18 +253,24 @@ export class NetRx {
   #finishPending(): "delivered" | "dropped" | "starved" {
     const p = this.#pending!;
     while (p.placed < p.spill) {
-      const c = this.#stash[p.lens.length] ?? this.#take();
-      if (c === undefined) {
+      if (this.#stash.length === p.lens.length) {
         if (this.#stash.length >= this.#q.size) {
           // Every ring entry is ours and still it does not fit: no more can come.
           this.#pending = undefined;
           this.#log(`dropped a received frame: ${this.#q.size} receive buffers cannot hold it`);
           return "dropped";
         }
-        if (this.#q.enableNotifications(true)) continue;
-        this.starved = true;
-        return "starved";
+        // One chain at a time: the frame's rest decides how many it takes.
+        const { served } = drainQueue(this.#q, 1, (chain) => {
+          this.#take(chain);
+          return true;
+        });
+        if (served === 0) {
+          this.starved = true;
+          return "starved";
+        }
       }
+      const c = this.#stash[p.lens.length]!;
       const w = writeChain(this.#mem, c, this.#scratch.subarray(p.placed, p.spill));
       p.lens.push(w);
       p.placed += w;

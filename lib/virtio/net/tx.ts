@@ -20,6 +20,7 @@ import { SysError } from "../../sys/errno.ts";
 import { bufferAddress } from "../../sys/calls.ts";
 import { IoVecs } from "../../sys/iovec.ts";
 import { chainIoVecs, readChain } from "../chain.ts";
+import { type DrainEnd, drainQueue } from "../drain.ts";
 import { type Chain, type Virtqueue, VirtqueueError } from "../queue.ts";
 import { NET_HDR_SIZE, type PacketPort } from "./hdr.ts";
 
@@ -29,7 +30,7 @@ const MAX_IOV = 1024;
 export const TX_MIN_FRAME: number = 14;
 /** The longest: a 65535-byte IP packet (the largest MTU) behind a VLAN-tagged Ethernet header. */
 export const TX_MAX_FRAME: number = 65535 + 18;
-/** Frames sent per call before the event loop gets a turn. */
+/** Frames sent per turn before the event loop gets one (see V:414). */
 export const TX_BUDGET: number = 256;
 
 /** What became of the frames one {@link NetTx.transmit} call took. */
@@ -67,46 +68,34 @@ export class NetTx {
     this.#log = log;
   }
 
-  /*V:414 The loop is the usual one: while we drain the queue the guest
-   * need not ring (its doorbell is an exit), and once it runs dry we ask
-   * for the doorbell again and look one last time, in case a frame slipped
-   * in before the guest could see the request. When the port pushes back
-   * (EAGAIN; a tap hardly ever does, a socket may), the chain goes back on
-   * the queue untouched and the caller waits for the port to drain. A guest
-   * that posts faster than we send cannot keep us here for ever: after a
-   * budget of frames we return and say there is more. :*/
+  /*V:414 The loop is the usual one, drainQueue (V:150): while we drain
+   * the queue the guest need not ring (its doorbell is an exit), and once it
+   * runs dry we ask for the doorbell again and look one last time, in case a
+   * frame slipped in before the guest could see the request. When the port
+   * pushes back (EAGAIN; a tap hardly ever does, a socket may), we decline
+   * the chain, it goes back on the queue untouched, and the caller waits for
+   * the port to drain. What bounds a turn is TX_BUDGET frames: a guest that
+   * posts faster than we send cannot keep us here for ever, and after a
+   * spent budget the caller's LoopQueue comes back on a zero timer. :*/
 
   /**
-   * Sends posted frames until the queue is empty, the port blocks, or the budget is spent.
-   * @returns how many chains were given back (the caller interrupts once) and whether more wait
+   * Sends posted frames until the queue is empty, the port blocks ("declined"), or the budget is spent.
+   * @returns how many chains were given back (the caller interrupts once) and why the turn ended
    * @throws VirtqueueError if the driver broke a rule (the offending chain stays on the queue)
    */
-  transmit(budget = TX_BUDGET): { used: number; more: boolean } {
+  transmit(budget = TX_BUDGET): { used: number; end: DrainEnd } {
     const q = this.#q;
-    let used = 0;
     this.blocked = false;
-    q.enableNotifications(false);
-    for (;;) {
-      if (used >= budget) return { used, more: true };
-      const chain = q.pop();
-      if (chain === undefined) {
-        if (q.enableNotifications(true)) {
-          q.enableNotifications(false);
-          continue;
-        }
-        return { used, more: false };
-      }
+    const { served, end } = drainQueue(q, budget, (chain) => {
       this.#check(chain);
       const outcome = this.#send(chain);
-      if (outcome === "blocked") {
-        q.unpop();
-        this.blocked = true;
-        return { used, more: false };
-      }
+      if (outcome === "blocked") return false;
       q.pushUsed(chain.head, 0);
       this.totals[outcome]++;
-      used++;
-    }
+      return true;
+    });
+    this.blocked = end === "declined";
+    return { used: served, end };
   }
 
   /** Spec 5.1.6.2: transmit chains are device-readable only, and start with the header. */

@@ -1,13 +1,17 @@
 /*T:500 A bench for the block device without KVM: real guest memory, a real
  * disk file in a temporary directory, the device's real queue thread and
  * I/O threads, a real EventLoop, and TestDriver playing the guest's driver.
- * The only stand-in is the transport: a small VirtioContext that does what
- * MmioTransport does when a device calls it (fail resets the device) and
- * records it for the test to check. Like MmioTransport it hands the queue
- * over (takeQueue): a real doorbell eventfd, a real eventfd in place of the
- * irqfd, whose signals are counted as interrupts, and a register image whose
- * interrupt status bit must be set before each one. With `wired: false` it
- * hands nothing over, and the device's own eventfds and ctx.used stand in.
+ * The only stand-in is the transport: the bench builds the queue sessions
+ * MmioTransport would (a real doorbell eventfd, and for each activation an
+ * interrupt line of its own: a real eventfd in place of the irqfd and a
+ * shared status word) and a DeviceContext whose fail resets the device, as
+ * the transport does, recording what the device tells it.
+ *
+ * Interrupts are what the eventfd says: the loop reads the current line's
+ * eventfd, and each wake-up counts as an interrupt, with the used-buffer
+ * bit required in the status word before it. A reset stops watching the
+ * line and drains it, so a test can check afterwards that the old line was
+ * never signalled again.
  *
  * Every wait is for a condition, bounded, and says what it was waiting
  * for. Starting the device's threads is one wait (ready), answering a
@@ -15,12 +19,16 @@
  * and that must not be charged to the first batch. :*/
 
 import { GuestMemory } from "../../../lib/memory.ts";
-import { bufferAddress, close, eventfd, POLL, pollOne, readAt } from "../../../lib/sys/calls.ts";
+import { close, drainEventfd, eventfd, POLL, pollOne, signalEventfd } from "../../../lib/sys/calls.ts";
 import { EPOLL } from "../../../lib/sys/epoll.ts";
-import { MMIO_INT, MMIO_REG, MMIO_WINDOW } from "../../../lib/virtio/mmio/regs.ts";
 import { EventLoop } from "../../../lib/eventloop.ts";
 import { BlockDevice, type BlockOptions } from "../../../lib/virtio/blk/device.ts";
-import type { VirtioContext } from "../../../lib/virtio/device.ts";
+import {
+  type DeviceContext,
+  INTERRUPT_CAUSE,
+  type InterruptLine,
+  type QueueSession,
+} from "../../../lib/virtio/device.ts";
 import { TestDriver, type TestDriverOptions } from "../driver.ts";
 
 /** The disk's initial byte at `offset`: different in every sector and byte. */
@@ -34,8 +42,6 @@ export interface BlkBenchOptions extends BlockOptions {
   diskBytes?: number;
   /** Guest RAM (default 1 MiB). */
   ramBytes?: number;
-  /** Hand the device a doorbell and an irqfd through takeQueue (default true). */
-  wired?: boolean;
   /** The irqfd handed over instead of the bench's own (e.g. one that cannot be written). */
   irqfd?: number;
 }
@@ -63,11 +69,21 @@ const READY_MS = 120_000;
 /** How long {@link BlkBench.settle} waits for one batch to be answered. */
 const SETTLE_MS = 20_000;
 
-/** A device on a temporary disk, its guest memory, loop and fake transport. */
+/** One activation's interrupt line and what the bench saw of it. */
+export interface BenchLine {
+  /** As handed to the device. */
+  readonly line: InterruptLine;
+  /** Interrupts seen: wake-ups of the eventfd. */
+  count: number;
+  /** Interrupts raised without the used-buffer bit in the status word. */
+  missing: number;
+}
+
+/** A device on a temporary disk, its guest memory, loop and stand-in transport. */
 export class BlkBench {
   /** Guest RAM. */
   readonly mem: GuestMemory;
-  /** The loop the device's completions arrive on (running). */
+  /** The loop the device's reports and interrupts arrive on (running). */
   readonly loop: EventLoop;
   /** The device under test. */
   readonly dev: BlockDevice;
@@ -79,21 +95,17 @@ export class BlkBench {
   readonly failures: string[] = [];
   /** Lines passed to ctx.log. */
   readonly logs: string[] = [];
-  /** Interrupts raised (irqfd signals, or calls to ctx.used when not wired). */
-  usedCalls = 0;
-  /** Interrupts raised without the used-buffer bit set in the interrupt status word. */
-  isrMissing = 0;
+  /** The queue's doorbell eventfd. */
+  readonly doorbell: number;
   /** The driver of the current activation. */
   driver: TestDriver | undefined;
+  /** The interrupt line of the current (or last) activation. */
+  irq: BenchLine | undefined;
   readonly #running: Promise<void>;
   readonly #dir: string;
-  readonly #wired: boolean;
-  readonly #doorbell: number;
-  readonly #irqfd: number;
   readonly #irqfdOverride: number | undefined;
-  readonly #image = new SharedArrayBuffer(MMIO_WINDOW);
-  readonly #isr = new Int32Array(this.#image, MMIO_REG.INTERRUPT_STATUS, 1);
-  readonly #drain = new BigUint64Array(1);
+  readonly #lines: BenchLine[] = [];
+  #watched: BenchLine | undefined;
 
   private constructor(
     dir: string,
@@ -101,7 +113,6 @@ export class BlkBench {
     initial: Uint8Array,
     dev: BlockDevice,
     ramBytes: number,
-    wired: boolean,
     irqfdOverride: number | undefined,
   ) {
     this.#irqfdOverride = irqfdOverride;
@@ -112,14 +123,7 @@ export class BlkBench {
     this.mem = GuestMemory.create(ramBytes);
     this.loop = new EventLoop();
     this.#running = this.loop.run();
-    this.#wired = wired;
-    this.#doorbell = eventfd();
-    this.#irqfd = eventfd();
-    this.loop.add(this.#irqfd, EPOLL.IN, () => {
-      readAt(this.#irqfd, bufferAddress(this.#drain), 8);
-      if ((Atomics.and(this.#isr, 0, ~MMIO_INT.VRING) & MMIO_INT.VRING) === 0) this.isrMissing++;
-      this.usedCalls++;
-    });
+    this.doorbell = eventfd();
   }
 
   /**
@@ -133,35 +137,31 @@ export class BlkBench {
     for (let i = 0; i < initial.length; i++) initial[i] = diskPattern(i);
     Deno.writeFileSync(path, initial);
     const dev = BlockDevice.open(path, options);
-    return new BlkBench(dir, path, initial, dev, options.ramBytes ?? 1024 * 1024, options.wired ?? true, options.irqfd);
+    return new BlkBench(dir, path, initial, dev, options.ramBytes ?? 1024 * 1024, options.irqfd);
+  }
+
+  /** Interrupts seen on the current line. */
+  get interrupts(): number {
+    return this.irq?.count ?? 0;
+  }
+
+  /** Interrupts on any line raised without the used-buffer bit set first. */
+  get isrMissing(): number {
+    return this.#lines.reduce((n, l) => n + l.missing, 0);
   }
 
   /** The transport's side of the device, as MmioTransport would give it. */
-  context(): VirtioContext {
-    const ctx: VirtioContext = {
+  context(): DeviceContext {
+    return {
       memory: this.mem,
       loop: this.loop,
       features: 0n,
-      used: () => {
-        this.usedCalls++;
-      },
       fail: (reason) => {
         this.failures.push(reason);
         this.dev.reset();
       },
       configChanged: () => {},
       log: (line) => this.logs.push(line),
-    };
-    if (!this.#wired) return ctx;
-    return {
-      ...ctx,
-      takeQueue: () => ({
-        doorbell: this.#doorbell,
-        irqfd: this.#irqfdOverride ?? this.#irqfd,
-        image: this.#image,
-        isrWord: MMIO_REG.INTERRUPT_STATUS / 4,
-        usedBit: MMIO_INT.VRING,
-      }),
     };
   }
 
@@ -180,20 +180,60 @@ export class BlkBench {
    * batch before the device (on its own thread) can see any of it; then {@link start}.
    */
   prepare(options: Partial<TestDriverOptions> = {}): TestDriver {
-    this.dev.reset();
+    this.reset();
     const d = new TestDriver(this.mem, { base: 0x1000, size: 64, ...options });
     this.driver = d;
     return d;
   }
 
-  /** Activates the device on the prepared queue; it serves what is already posted. */
-  start(): void {
-    this.dev.activate(this.context(), [this.driver!.queue("virtio-blk queue 0")]);
+  /** Resets the device, then stops watching the interrupt line and takes what is pending on it. */
+  reset(): void {
+    this.dev.reset();
+    const w = this.#watched;
+    if (w === undefined) return;
+    this.#watched = undefined;
+    this.loop.remove(w.line.irqfd);
+    this.#take(w);
   }
 
-  /** Rings the doorbell. */
+  #take(l: BenchLine): void {
+    if (pollOne(l.line.irqfd, POLL.IN, 0) === 0) return;
+    drainEventfd(l.line.irqfd);
+    const status = new Int32Array(l.line.status);
+    if ((Atomics.and(status, l.line.word, ~INTERRUPT_CAUSE.USED) & INTERRUPT_CAUSE.USED) === 0) l.missing++;
+    l.count++;
+  }
+
+  /** The session MmioTransport would build for the prepared queue, on a new interrupt line. */
+  session(): QueueSession {
+    const d = this.driver!;
+    const irqfd = this.#irqfdOverride ?? eventfd();
+    const l: BenchLine = { line: { irqfd, status: new SharedArrayBuffer(8), word: 1 }, count: 0, missing: 0 };
+    this.#lines.push(l);
+    this.irq = l;
+    if (this.#irqfdOverride === undefined) {
+      this.#watched = l;
+      this.loop.add(irqfd, EPOLL.IN, () => this.#take(l));
+    }
+    return {
+      index: 0,
+      name: "virtio-blk queue 0",
+      layout: d.layout,
+      features: { eventIdx: d.eventIdx, indirect: true },
+      start: d.start,
+      doorbell: this.doorbell,
+      interrupt: l.line,
+    };
+  }
+
+  /** Activates the device on the prepared queue; it serves what is already posted. */
+  start(): void {
+    this.dev.activate(this.context(), [this.session()]);
+  }
+
+  /** Rings the doorbell, as KVM's ioeventfd does on a QueueNotify write. */
   notify(): void {
-    this.dev.notify(0);
+    signalEventfd(this.doorbell, "doorbell");
   }
 
   /**
@@ -232,7 +272,7 @@ export class BlkBench {
       }
       await new Promise<void>((resolve) => setTimeout(resolve, 1));
     }
-    while (pollOne(this.#irqfd, POLL.IN, 0) !== 0) {
+    while (this.#watched !== undefined && pollOne(this.#watched.line.irqfd, POLL.IN, 0) !== 0) {
       if (Date.now() > deadline) throw new Error("the interrupt eventfd was never read");
       await new Promise<void>((resolve) => setTimeout(resolve, 1));
     }
@@ -245,10 +285,10 @@ export class BlkBench {
 
   /** Closes the device, stops the loop, frees the memory and removes the file. */
   async close(): Promise<void> {
+    this.reset();
     this.dev.close();
-    this.loop.remove(this.#irqfd);
-    close(this.#irqfd);
-    close(this.#doorbell);
+    for (const l of this.#lines) if (l.line.irqfd !== this.#irqfdOverride) close(l.line.irqfd);
+    close(this.doorbell);
     this.loop.stop();
     await this.#running;
     this.loop.close();

@@ -1,18 +1,35 @@
 /*T:600 A bench for the console without KVM: real guest memory, the real
  * virtio-mmio transport (so a broken rule ends as DEVICE_NEEDS_RESET, just
- * as in a VM), a real event loop, and a real socket pair standing in for
- * stdout, whose far end the test reads. Two TestDrivers play the Linux
- * driver's receiveq and transmitq; the rig brings the device up by writing
- * the transport's registers in spec order. :*/
+ * as in a VM), a real event loop running from the start (LiveLoop, T:601),
+ * and a real socket pair standing in for stdout, whose far end the test
+ * reads. Two TestDrivers play the Linux driver's receiveq and transmitq;
+ * the rig brings the device up by writing the transport's registers in spec
+ * order, and the transport turns the queues into sessions around the rig's
+ * own eventfds: one doorbell per queue and one irqfd, with the interrupt
+ * status word in the shared register image. A test rings a doorbell by
+ * signalling its eventfd, as KVM would on the guest's QueueNotify write,
+ * waits for the loop to serve it, and sees interrupts as the guest would:
+ * the irqfd's counter and the InterruptStatus bits. :*/
 
 import { GuestMemory } from "../../../lib/memory.ts";
-import { EventLoop } from "../../../lib/eventloop.ts";
-import { close, POLL, pollOne, read, setNonBlocking, socketpair, write } from "../../../lib/sys/calls.ts";
+import type { EventLoop } from "../../../lib/eventloop.ts";
+import {
+  close,
+  eventfd,
+  POLL,
+  pollOne,
+  read,
+  setNonBlocking,
+  signalEventfd,
+  socketpair,
+  write,
+} from "../../../lib/sys/calls.ts";
 import { bit, VIRTIO_F, VIRTIO_STATUS } from "../../../lib/virtio/device.ts";
 import { MmioTransport } from "../../../lib/virtio/mmio/transport.ts";
 import { MMIO_REG, MMIO_WINDOW } from "../../../lib/virtio/mmio/regs.ts";
 import { CONSOLE_RX, CONSOLE_TX, ConsoleDevice } from "../../../lib/virtio/console/device.ts";
 import { TestDriver } from "../driver.ts";
+import { LiveLoop, takeCount } from "./live_loop.ts";
 
 const MiB = 1024 * 1024;
 const AF_UNIX = 1;
@@ -28,6 +45,8 @@ export interface RigOptions {
   features?: bigint;
   /** Guest RAM in MiB (default 2). */
   ramMiB?: number;
+  /** A terminal for the device to take its window size from (default none). */
+  sizeFd?: number;
 }
 
 /** Where the rig puts things: rings, then each driver's buffers, then free RAM for raw tests. */
@@ -44,8 +63,8 @@ export const RIG = {
 export class ConsoleRig {
   /** Guest RAM. */
   readonly mem: GuestMemory;
-  /** The main loop (run it to let blocked output resume). */
-  readonly loop: EventLoop = new EventLoop();
+  /** The main loop, running from construction until close(). */
+  readonly live: LiveLoop = new LiveLoop();
   /** The device under test. */
   readonly device: ConsoleDevice;
   /** Its transport. */
@@ -58,12 +77,14 @@ export class ConsoleRig {
   readonly outFd: number;
   /** The test's end: reads what the device wrote (-1 once closed). */
   peerFd: number;
+  /** Each queue's doorbell eventfd. */
+  readonly doorbells: readonly number[] = [eventfd(), eventfd()];
+  /** The device's interrupt eventfd. */
+  readonly irqfd: number = eventfd();
   /** Lines the transport and device logged. */
   readonly logs: string[] = [];
-  /** Interrupts raised. */
-  interrupts = 0;
   readonly #received: number[] = [];
-  #running: Promise<void> | undefined;
+  #interrupts = 0;
 
   /** @param options queue size, features, RAM */
   constructor(options: RigOptions = {}) {
@@ -71,12 +92,13 @@ export class ConsoleRig {
     this.mem = GuestMemory.create((options.ramMiB ?? 2) * MiB);
     [this.outFd, this.peerFd] = socketpair(AF_UNIX, SOCK_STREAM);
     setNonBlocking(this.peerFd);
-    this.device = new ConsoleDevice({ outputFd: this.outFd });
+    this.device = new ConsoleDevice({ outputFd: this.outFd, sizeFd: options.sizeFd });
     this.transport = new MmioTransport(this.device, {
       memory: this.mem,
-      loop: this.loop,
+      loop: this.live.loop,
       image: new SharedArrayBuffer(MMIO_WINDOW),
-      interrupt: () => this.interrupts++,
+      doorbells: this.doorbells,
+      irqfd: this.irqfd,
       log: (line) => this.logs.push(line),
     });
     const eventIdx = options.eventIdx ?? false;
@@ -115,14 +137,50 @@ export class ConsoleRig {
     if (!(this.transport.status & S.DRIVER_OK)) throw new Error(`bring-up failed: ${this.logs.join("; ")}`);
   }
 
+  /** The running loop. */
+  get loop(): EventLoop {
+    return this.live.loop;
+  }
+
   /** True once the transport marked the device DEVICE_NEEDS_RESET. */
   get failed(): boolean {
     return (this.transport.status & VIRTIO_STATUS.NEEDS_RESET) !== 0;
   }
 
-  /** Rings queue `q`'s doorbell. */
-  notify(q: number): void {
-    this.transport.notify(q);
+  /** Interrupts raised so far: the irqfd's counter, read without blocking and added up. */
+  get interrupts(): number {
+    this.#interrupts += takeCount(this.irqfd);
+    return this.#interrupts;
+  }
+
+  /** The InterruptStatus register, as the guest's handler reads it. */
+  get interruptStatus(): number {
+    return this.transport.read(MMIO_REG.INTERRUPT_STATUS, 4);
+  }
+
+  /** Signals queue `q`'s doorbell eventfd, as KVM does for a QueueNotify write (served on the loop's next turn). */
+  ring(q: number): void {
+    signalEventfd(this.doorbells[q]!, "doorbell");
+  }
+
+  /**
+   * Rings queue `q`'s doorbell and waits until the loop has served it.
+   * @param timers also wait for turns put off on a zero timer (see LiveLoop.settle)
+   */
+  async kick(q: number, timers = true): Promise<void> {
+    this.ring(q);
+    await this.settle(timers);
+  }
+
+  /** Waits until the loop has served every doorbell rung so far (while the device is live to watch them). */
+  settle(timers = true): Promise<void> {
+    const S = VIRTIO_STATUS;
+    return this.live.settle(
+      () =>
+        (this.transport.status & (S.DRIVER_OK | S.NEEDS_RESET)) === S.DRIVER_OK &&
+        this.doorbells.some((fd) => pollOne(fd, POLL.IN, 0) !== 0),
+      timers,
+    );
   }
 
   /** Posts `bytes` as one transmit chain split into buffers of the given sizes (default one buffer). */
@@ -158,17 +216,12 @@ export class ConsoleRig {
   }
 
   /**
-   * Runs the event loop (from the first call until close()) and waits until `done()` is true.
-   * @param done checked every few milliseconds
+   * Waits, with the loop running, until `done()` is true.
+   * @param done checked every millisecond or so
    * @param ms give up (throw) after this long
    */
-  async runUntil(done: () => boolean, ms = 5000): Promise<void> {
-    this.#running ??= this.loop.run();
-    const start = Date.now();
-    while (!done()) {
-      if (Date.now() - start > ms) throw new Error("runUntil: condition not reached");
-      await new Promise((r) => setTimeout(r, 2));
-    }
+  runUntil(done: () => boolean, ms = 5000): Promise<void> {
+    return this.live.until(done, "the rig's condition", ms);
   }
 
   /** Closes the test's end, as a reader that went away. */
@@ -177,15 +230,16 @@ export class ConsoleRig {
     this.peerFd = -1;
   }
 
-  /** Resets the device, stops the loop and releases everything. */
+  /** Resets the device, stops the loop and releases everything (rethrowing an error the loop ended with). */
   async close(): Promise<void> {
-    this.loop.stop();
-    await this.#running;
     this.transport.reset();
     this.device.close();
-    this.loop.close();
-    close(this.outFd);
-    this.closePeer();
-    this.mem.close();
+    try {
+      await this.live.close();
+    } finally {
+      for (const fd of [...this.doorbells, this.irqfd, this.outFd]) close(fd);
+      this.closePeer();
+      this.mem.close();
+    }
   }
 }

@@ -7,8 +7,7 @@
  * its high half. :*/
 
 import assert from "node:assert/strict";
-import { bufferAddress, close, eventfd, readAt } from "../../../lib/sys/calls.ts";
-import { EPOLL } from "../../../lib/sys/epoll.ts";
+import { close, eventfd } from "../../../lib/sys/calls.ts";
 import { VIRTIO_STATUS } from "../../../lib/virtio/device.ts";
 import { MMIO_INT, MMIO_MAGIC, MMIO_REG } from "../../../lib/virtio/mmio/regs.ts";
 import { MailboxServer } from "../../../lib/virtio/mmio/proxy.ts";
@@ -36,19 +35,13 @@ self.onmessage = (e) => {
 type VcpuOp = { write: boolean; offset: number; size: number; value: number };
 
 Deno.test("mmio: a vCPU thread's accesses through MmioProxy and the mailbox reach the transport intact", async () => {
-  const rig = new MmioRig({ recorder: { config: new Uint8Array(16) } });
+  await using rig = new MmioRig({ recorder: { config: new Uint8Array(16) } });
+  const fd = eventfd();
   try {
     const d = new TestDriver(rig.mem, { base: 0x1000, size: 16, eventIdx: true });
     const head = d.add([], [24]);
     const mailbox = MailboxServer.shared();
-    const server = new MailboxServer(mailbox);
-    const fd = eventfd();
-    const drain = new BigUint64Array(1);
-    rig.loop.add(fd, EPOLL.IN, () => {
-      readAt(fd, bufferAddress(drain), 8);
-      server.serve((w) => rig.transport.write(w.offset, w.size, w.value));
-    });
-    const running = rig.loop.run();
+    rig.serveMailbox(mailbox, fd);
     const url = URL.createObjectURL(new Blob([VCPU], { type: "application/typescript" }));
     const worker = new Worker(url, { type: "module" });
     try {
@@ -102,17 +95,15 @@ Deno.test("mmio: a vCPU thread's accesses through MmioProxy and the mailbox reac
         0,
       ]);
       assert.deepEqual(d.used().map((u) => [u.id, u.len]), [[head, 24]]);
+      assert.equal(rig.interrupts, 1, "the device raised the irqfd for it");
       assert.equal(rig.transport.features, DRIVER_FEATURES);
       assert.deepEqual(rig.device.configWrites, [{ offset: 8, bytes: [6, 5, 4, 3, 2, 1, 0x1f, 0] }]);
     } finally {
       worker.terminate();
       URL.revokeObjectURL(url);
-      rig.loop.stop();
-      await running;
-      rig.loop.remove(fd);
-      close(fd);
     }
   } finally {
-    rig.close();
+    rig.loop.remove(fd);
+    close(fd);
   }
 });

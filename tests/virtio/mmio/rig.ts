@@ -1,181 +1,128 @@
 /*T:650 A bench for the virtio-mmio transport without KVM: real guest
- * memory, a real event loop, a real shared register image, and a real
- * device behind it (virtio-rng unless a test brings another). The test
- * plays the guest's driver by writing registers in the order Linux does,
- * and TestDriver lays out the rings.
+ * memory, a real event loop running in the background, a real shared
+ * register image, real eventfds for the irqfd and for each queue's
+ * doorbell, and a real device behind it (virtio-rng). The test plays the
+ * guest's driver by writing registers in the order Linux does, and
+ * TestDriver lays out the rings.
+ *
+ * Without KVM nobody turns a QueueNotify write into a doorbell signal, so
+ * the write reaches the transport, which signals the doorbell eventfd as
+ * KVM's ioeventfd would; the device, watching it on the loop, serves the
+ * ring. That happens on the loop's next turn, not inside the write, so a
+ * test waits with `await rig.settle()`: a probe eventfd goes round the
+ * loop, which answers it only after every descriptor that was ready before
+ * it, the doorbells included, has been served, and the rig goes on until no
+ * live queue's doorbell is still pending. Interrupts are what a guest would
+ * see of them: the irqfd's counter (read without blocking) and the bits of
+ * InterruptStatus.
  *
  * Some transport rules can only be reached through a device that does a
- * particular thing on cue: refuse a feature set, fail with a known reason,
- * change its config. So the real device sits inside a Recorder, which
- * passes every call through to it and counts them, and can refuse features,
- * carry a config space of its own, and watch each chain the device pops.
- * The queues, rings and buffers stay the real ones. :*/
+ * particular thing on cue: refuse a feature set, carry a config space of
+ * its own. So the real device sits inside a Recorder, which passes every
+ * call through to it and counts them. The queues, rings, buffers, doorbells
+ * and interrupts stay the real ones. :*/
 
 import { GuestMemory } from "../../../lib/memory.ts";
 import { EventLoop } from "../../../lib/eventloop.ts";
-import { bit, VIRTIO_F, VIRTIO_STATUS, type VirtioContext, type VirtioDevice } from "../../../lib/virtio/device.ts";
+import {
+  bufferAddress,
+  close,
+  drainEventfd,
+  eventfd,
+  POLL,
+  pollOne,
+  readAt,
+  signalEventfd,
+} from "../../../lib/sys/calls.ts";
+import { EPOLL } from "../../../lib/sys/epoll.ts";
+import { VIRTIO_STATUS as S } from "../../../lib/virtio/device.ts";
 import { MmioTransport } from "../../../lib/virtio/mmio/transport.ts";
 import { MMIO_REG, MMIO_WINDOW } from "../../../lib/virtio/mmio/regs.ts";
-import type { Chain, Virtqueue } from "../../../lib/virtio/queue.ts";
+import { type ForwardedWrite, MailboxServer } from "../../../lib/virtio/mmio/proxy.ts";
 import { RngDevice } from "../../../lib/virtio/rng.ts";
+import { DRIVER_FEATURES, Recorder, type RecorderOptions } from "./recorder.ts";
 import type { TestDriver } from "../driver.ts";
 
-/** How a {@link Recorder} departs from the device it wraps. */
-export interface RecorderOptions {
-  /** Decides FEATURES_OK instead of the device. */
-  accept?: (features: bigint) => boolean;
-  /** A config space to show instead of the device's (the Recorder then takes config writes itself). */
-  config?: Uint8Array;
-  /** Sees every chain the device pops, on any queue. */
-  onPop?: (queue: number, chain: Chain) => void;
-}
-
-/** A real device, with every call the transport makes counted. */
-export class Recorder implements VirtioDevice {
-  /** The wrapped device. */
-  readonly inner: VirtioDevice;
-  /** The wrapped device's name. */
-  readonly name: string;
-  /** The wrapped device's id. */
-  readonly deviceId: number;
-  /** The wrapped device's features. */
-  readonly features: bigint;
-  /** The wrapped device's queue sizes. */
-  readonly queueSizes: readonly number[];
-  /** The config space the transport shows. */
-  readonly config: Uint8Array;
-  /** activate() calls. */
-  activations = 0;
-  /** reset() calls. */
-  resets = 0;
-  /** Queues notified, in order. */
-  readonly notifies: number[] = [];
-  /** Config writes that reached the device. */
-  readonly configWrites: { offset: number; bytes: number[] }[] = [];
-  /** Features offered to acceptFeatures, in order. */
-  readonly asked: bigint[] = [];
-  /** The context of the latest activation (kept after reset, to test stale use). */
-  ctx: VirtioContext | undefined;
-  /** The queues of the latest activation. */
-  queues: ReadonlyArray<Virtqueue | undefined> = [];
-  readonly #options: RecorderOptions;
-
-  /**
-   * @param inner the real device
-   * @param options what to do differently
-   */
-  constructor(inner: VirtioDevice, options: RecorderOptions = {}) {
-    this.inner = inner;
-    this.name = inner.name;
-    this.deviceId = inner.deviceId;
-    this.features = inner.features;
-    this.queueSizes = inner.queueSizes;
-    this.config = options.config ?? inner.config;
-    this.#options = options;
-  }
-
-  /** Counts, then passes on (config writes go to the inner device only if it owns the config shown). */
-  writeConfig(offset: number, bytes: Uint8Array): void {
-    this.configWrites.push({ offset, bytes: [...bytes] });
-    if (this.#options.config === undefined) this.inner.writeConfig?.(offset, bytes);
-  }
-
-  /** The option's answer, else the device's, else yes. */
-  acceptFeatures(features: bigint): boolean {
-    this.asked.push(features);
-    const accept = this.#options.accept;
-    if (accept !== undefined) return accept(features);
-    return this.inner.acceptFeatures?.(features) ?? true;
-  }
-
-  /** Counts, wraps each queue's pop() if asked, then passes on. */
-  activate(ctx: VirtioContext, queues: ReadonlyArray<Virtqueue | undefined>): void {
-    this.activations++;
-    this.ctx = ctx;
-    this.queues = queues;
-    const onPop = this.#options.onPop;
-    if (onPop !== undefined) {
-      queues.forEach((vq, index) => {
-        if (vq === undefined) return;
-        const pop = vq.pop.bind(vq);
-        vq.pop = () => {
-          const chain = pop();
-          if (chain !== undefined) onPop(index, chain);
-          return chain;
-        };
-      });
-    }
-    this.inner.activate(ctx, queues);
-  }
-
-  /** Counts, then passes on. */
-  notify(queue: number): void {
-    this.notifies.push(queue);
-    this.inner.notify(queue);
-  }
-
-  /** Counts, then passes on. */
-  reset(): void {
-    this.resets++;
-    this.inner.reset();
-  }
-
-  /** Passes on. */
-  close(): void {
-    this.inner.close();
-  }
-}
-
-/** The features a polite driver accepts: VERSION_1 and both ring features. */
-export const DRIVER_FEATURES: bigint = bit(VIRTIO_F.VERSION_1) | bit(VIRTIO_F.EVENT_IDX) |
-  bit(VIRTIO_F.INDIRECT_DESC);
+export { DRIVER_FEATURES, Recorder, type RecorderOptions } from "./recorder.ts";
 
 /** Options for {@link MmioRig}. */
 export interface MmioRigOptions {
   /** Guest RAM in bytes (default 1 MiB). */
   ram?: number;
-  /** Use this guest RAM and loop instead (the caller closes them). */
-  shared?: { mem: GuestMemory; loop: EventLoop };
   /** Recorder options (the wrapped device is a fresh RngDevice). */
   recorder?: RecorderOptions;
-  /** Also called for each interrupt raised, after it is counted (e.g. a real irqfd write). */
-  interrupt?: () => void;
+  /** An fd to hand the transport as its irqfd instead of the rig's own eventfd (the caller closes it). */
+  irqfd?: number;
 }
 
 /** One device behind a real transport, played from the driver's side. */
-export class MmioRig {
+export class MmioRig implements AsyncDisposable {
   /** Guest RAM. */
   readonly mem: GuestMemory;
-  /** The main loop (not running: rng needs none). */
-  readonly loop: EventLoop;
+  /** The main loop, running from construction until close(). */
+  readonly loop: EventLoop = new EventLoop();
   /** The shared register image. */
   readonly image: SharedArrayBuffer = new SharedArrayBuffer(MMIO_WINDOW);
   /** The device, recorded. */
   readonly device: Recorder;
+  /** The irqfd the transport and the device write. */
+  readonly irqfd: number;
+  /** Each queue's doorbell eventfd. */
+  readonly doorbells: readonly number[];
   /** The transport under test. */
   readonly transport: MmioTransport;
   /** Lines logged, with whether they were marked "always" (shown without --verbose). */
   readonly logs: { line: string; always: boolean }[] = [];
-  /** Interrupts raised. */
-  interrupts = 0;
-  readonly #owned: boolean;
+  readonly #fds: number[] = [];
+  readonly #ownIrqfd: boolean;
+  readonly #probe: number;
+  readonly #counter = new BigUint64Array(1);
+  readonly #ended: Promise<{ error?: unknown }>;
+  #end: { error?: unknown } | undefined;
+  #wake: (() => void) | undefined;
+  #interrupts = 0;
+  #failureSeen = false;
+  #closed = false;
 
-  /** @param options RAM size and device behaviour */
+  /** @param options RAM size, device behaviour, irqfd */
   constructor(options: MmioRigOptions = {}) {
-    this.#owned = options.shared === undefined;
-    this.mem = options.shared?.mem ?? GuestMemory.create(options.ram ?? 1024 * 1024);
-    this.loop = options.shared?.loop ?? new EventLoop();
+    this.mem = GuestMemory.create(options.ram ?? 1024 * 1024);
     this.device = new Recorder(new RngDevice(), options.recorder);
+    this.#ownIrqfd = options.irqfd === undefined;
+    this.irqfd = options.irqfd ?? this.#eventfd();
+    this.doorbells = this.device.queueSizes.map(() => this.#eventfd());
+    this.#probe = this.#eventfd();
+    this.loop.add(this.#probe, EPOLL.IN, () => {
+      drainEventfd(this.#probe);
+      this.#wake?.();
+    });
     this.transport = new MmioTransport(this.device, {
       memory: this.mem,
       loop: this.loop,
       image: this.image,
-      interrupt: () => {
-        this.interrupts++;
-        options.interrupt?.();
-      },
+      doorbells: this.doorbells,
+      irqfd: this.irqfd,
       log: (line, always) => this.logs.push({ line, always: always ?? false }),
     });
+    this.#ended = this.loop.run().then(() => ({}), (error: unknown) => ({ error })).then((end) => {
+      this.#end = end;
+      this.#wake?.();
+      return end;
+    });
+  }
+
+  #eventfd(): number {
+    const fd = eventfd();
+    this.#fds.push(fd);
+    return fd;
+  }
+
+  /** Interrupts raised so far: the rig's irqfd counter, read without blocking and added up (0 with a foreign irqfd). */
+  get interrupts(): number {
+    if (this.#ownIrqfd && readAt(this.irqfd, bufferAddress(this.#counter), 8) === 8) {
+      this.#interrupts += Number(this.#counter[0]);
+    }
+    return this.#interrupts;
   }
 
   /** A 32-bit driver write. */
@@ -198,6 +145,79 @@ export class MmioRig {
     return this.logs.map((l) => l.line).join("\n");
   }
 
+  /** Writes QueueNotify for `queue`, then waits until the loop has served the doorbell. */
+  async kick(queue = 0): Promise<void> {
+    this.w(MMIO_REG.QUEUE_NOTIFY, queue);
+    await this.settle();
+  }
+
+  /**
+   * Waits until the loop has served every doorbell rung so far (and a zero-timer turn after it).
+   * @throws the loop's error if it ended, or an Error if it did not answer within `timeoutMs`
+   */
+  async settle(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.#roundTrip(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (!this.device.live) return;
+      const pending = this.device.sessions.filter((s) => s !== undefined && pollOne(s.doorbell, POLL.IN, 0) !== 0);
+      if (pending.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`doorbells of queues ${pending.map((s) => s!.index)} not served`);
+    }
+  }
+
+  #roundTrip(deadline: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#wake = undefined;
+        reject(new Error("the rig's loop did not answer its probe in time"));
+      }, Math.max(0, deadline - Date.now()));
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        if (this.#end === undefined) resolve();
+        else reject(this.#endError(this.#end));
+      };
+      if (this.#end === undefined) signalEventfd(this.#probe, "probe");
+      else this.#wake();
+    });
+  }
+
+  #endError(end: { error?: unknown }): unknown {
+    if (!("error" in end)) return new Error("the rig's loop has stopped");
+    this.#failureSeen = true;
+    return end.error;
+  }
+
+  /**
+   * Waits (bounded) for the loop to end with an error, as loop.fail() ends it, and returns that error.
+   * @throws Error if the loop is still running after `timeoutMs` or ended without an error
+   */
+  async failure(timeoutMs = 5000): Promise<unknown> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), timeoutMs));
+    const end = await Promise.race([this.#ended, timeout]);
+    clearTimeout(timer);
+    if (end === undefined) throw new Error(`the rig's loop still runs after ${timeoutMs} ms`);
+    if (!("error" in end)) throw new Error("the rig's loop ended without an error");
+    this.#failureSeen = true;
+    return end.error;
+  }
+
+  /**
+   * Serves forwarded register writes from a vCPU's mailbox, as MmioDevices does: the eventfd wakes the loop,
+   * then the posted write is applied (by default: window 0 is this transport, other windows are dropped).
+   */
+  serveMailbox(mailbox: SharedArrayBuffer, fd: number, apply?: (w: ForwardedWrite) => void): void {
+    const server = new MailboxServer(mailbox);
+    const to = apply ?? ((w: ForwardedWrite) => w.device === 0 && this.transport.write(w.offset, w.size, w.value));
+    this.loop.add(fd, EPOLL.IN, () => {
+      drainEventfd(fd);
+      server.serve(to);
+    });
+  }
+
   /** Writes both 32-bit pages of DriverFeatures. */
   writeFeatures(features: bigint): void {
     for (const sel of [0, 1]) {
@@ -211,7 +231,6 @@ export class MmioRig {
    * @returns the status read back
    */
   negotiate(features: bigint = DRIVER_FEATURES): number {
-    const S = VIRTIO_STATUS;
     this.w(MMIO_REG.STATUS, 0);
     this.w(MMIO_REG.STATUS, S.ACKNOWLEDGE);
     this.w(MMIO_REG.STATUS, S.ACKNOWLEDGE | S.DRIVER);
@@ -240,23 +259,41 @@ export class MmioRig {
   }
 
   /**
-   * The whole bring-up on queue 0, ending with DRIVER_OK.
+   * The whole bring-up on queue 0, ending with DRIVER_OK (the device serves what is posted at once).
    * @returns the status read back
    */
   bringUp(driver: TestDriver, features: bigint = DRIVER_FEATURES): number {
-    const S = VIRTIO_STATUS;
     this.negotiate(features);
     this.setupQueue(0, driver);
     this.w(MMIO_REG.STATUS, S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
     return this.status;
   }
 
-  /** Resets the device and frees everything. */
-  close(): void {
-    this.transport.reset();
-    this.device.close();
-    if (!this.#owned) return;
+  /**
+   * Resets the device, stops the loop and frees everything. Safe twice.
+   * @throws the loop's error, if it ended with one nobody asked for (failure(), settle())
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    let thrown: { error: unknown } | undefined;
+    try {
+      this.transport.reset();
+      this.device.close();
+    } catch (error) {
+      thrown = { error };
+    }
+    this.loop.stop();
+    const end = await this.#ended;
     this.loop.close();
+    for (const fd of this.#fds) close(fd);
     this.mem.close();
+    if (thrown !== undefined) throw thrown.error;
+    if ("error" in end && !this.#failureSeen) throw end.error;
+  }
+
+  /** close(), for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -22,7 +22,6 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { EventLoop } from "../../../lib/eventloop.ts";
 import type { GuestMemory } from "../../../lib/memory.ts";
 import { pollOne, read } from "../../../lib/sys/calls.ts";
 import { NetdevControl, Tap } from "../../../lib/sys/tap.ts";
@@ -32,14 +31,13 @@ import { NET_HDR_SIZE, VIRTIO_NET_F } from "../../../lib/virtio/net/hdr.ts";
 import { TX_MAX_FRAME, TX_MIN_FRAME } from "../../../lib/virtio/net/tx.ts";
 import type { TestDriver } from "../driver.ts";
 import { NetNs, netnsProblem } from "./netns.ts";
-import { BenchContext, drain, guestRam, runLoop, tapWrite, until, withHeader } from "./harness.ts";
+import { drain, guestRam, NetBench, tapWrite, withHeader } from "./harness.ts";
 import { concatBytes, makeQueues, openUpTap } from "./harness.ts";
 
 const problem = await netnsProblem();
 if (problem !== undefined) console.warn(`net_fuzz_test: skipped: ${problem}`);
 
 const MAC = new Uint8Array([0x02, 0, 0x0a, 0x07, 0x08, 0x02]);
-const V1 = bit(VIRTIO_F.VERSION_1);
 const TX_RUNS = 7000;
 const RX_RUNS = 3000;
 
@@ -112,21 +110,20 @@ Deno.test({
   async fn() {
     const ns = await NetNs.create();
     const mem = guestRam();
-    const loop = new EventLoop();
+    const b = new NetBench(mem);
     const [tap, cap] = openUpTap(ns);
     const dev = new NetDevice(tap, { mac: MAC });
     const outcomes = { sent: 0, dropped: 0, failed: 0 };
     try {
-      fc.assert(
-        fc.property(
+      await fc.assert(
+        fc.asyncProperty(
           fc.constantFrom(16, 256),
           fc.boolean(),
           fc.array(txItem, { minLength: 1, maxLength: 6 }),
-          (size, eventIdx, items) => {
+          async (size, eventIdx, items) => {
             const { rx, tx } = makeQueues(mem, size, eventIdx);
-            const ctx = new BenchContext(mem, loop, V1 | (eventIdx ? bit(VIRTIO_F.EVENT_IDX) : 0n));
             cap.drain();
-            ctx.activate(dev, [rx.queue("net rx"), tx.queue("net tx")]);
+            b.activate(dev, eventIdx ? bit(VIRTIO_F.EVENT_IDX) : 0n, rx, tx);
             try {
               for (const it of items) {
                 const frame = noise(it.len, it.seed);
@@ -141,16 +138,16 @@ Deno.test({
                 }
                 if (it.broken === "bad-head") tx.setAvailRing(tx.availIdx - 1, size + (it.seed & 0xff));
                 const before = dev.txTotals;
-                const logs = ctx.logs.length;
-                ctx.notify(1);
+                const logs = b.logs.length;
+                await b.kick(1);
                 if (it.broken !== "none") {
-                  assert.equal(ctx.failures.length, 1, `${it.broken}: expected a failure`);
-                  assert.match(ctx.failures[0]!, new RegExp(`\\[${RULE[it.broken]}\\]$`));
+                  assert.equal(b.failures.length, 1, `${it.broken}: expected a failure`);
+                  assert.match(b.failures[0]!, new RegExp(`\\[${RULE[it.broken]}\\]$`));
                   assert.deepEqual(tx.used(), []);
                   outcomes.failed++;
                   break;
                 }
-                assert.deepEqual(ctx.failures, []);
+                assert.deepEqual(b.failures, []);
                 assert.deepEqual(readableNow(mem, tx, head), bytes, "the device wrote nothing into the frame");
                 assert.deepEqual(tx.used(), [{ id: head, len: 0 }], "the chain comes back, with nothing written");
                 const after = dev.txTotals;
@@ -163,9 +160,9 @@ Deno.test({
                   assert.equal(after.dropped, before.dropped + 1);
                   assert.ok(
                     mustDrop || it.header !== null,
-                    `a well-formed ${it.len}-byte frame with a zero header was dropped: ${ctx.logs.at(-1)}`,
+                    `a well-formed ${it.len}-byte frame with a zero header was dropped: ${b.logs.at(-1)}`,
                   );
-                  assert.match(ctx.logs[logs] ?? "", /^dropped a transmitted frame of \d+ bytes: /);
+                  assert.match(b.logs[logs] ?? "", /^dropped a transmitted frame of \d+ bytes: /);
                   outcomes.dropped++;
                 }
               }
@@ -182,7 +179,7 @@ Deno.test({
     } finally {
       dev.close();
       cap.close();
-      loop.close();
+      await b.close();
       mem.close();
       await ns.delete();
     }
@@ -292,7 +289,7 @@ Deno.test({
   async fn() {
     const ns = await NetNs.create();
     const mem = guestRam();
-    const loop = new EventLoop();
+    const b = new NetBench(mem);
     await ns.ip("link", "add", "br0", "type", "bridge", "forward_delay", "0");
     await ns.ip("link", "set", "br0", "up");
     const [tap, peer] = ns.enter(() => {
@@ -309,7 +306,6 @@ Deno.test({
       return taps;
     });
     const dev = new NetDevice(tap, { mac: MAC });
-    const stop = runLoop(loop);
     const seen = { delivered: 0, dropped: 0, starved: 0, failed: 0 };
     try {
       await fc.assert(
@@ -322,7 +318,7 @@ Deno.test({
           async (size, feat, chainSpecs, frames, seed) => {
             const { rx, tx } = makeQueues(mem, size, feat.eventIdx);
             const F = VIRTIO_NET_F;
-            const features = V1 | (feat.eventIdx ? bit(VIRTIO_F.EVENT_IDX) : 0n) |
+            const features = (feat.eventIdx ? bit(VIRTIO_F.EVENT_IDX) : 0n) |
               (feat.mergeable ? bit(F.MRG_RXBUF) : 0n) | (feat.csum ? bit(F.GUEST_CSUM) : 0n);
             const chains: RxChain[] = [];
             const heads: number[] = [];
@@ -343,20 +339,19 @@ Deno.test({
               chains.push({ room, bad });
             }
             const model = rxModel(chains, frames, feat.mergeable);
-            const ctx = new BenchContext(mem, loop, features);
-            ctx.activate(dev, [rx.queue("net rx"), tx.queue("net tx")]);
+            b.activate(dev, features, rx, tx);
             const sent = frames.map((len, i) => rxFrame(len, seed + i));
             for (const f of sent) tapWrite(peer, withHeader(f) as Uint8Array<ArrayBuffer>);
             try {
               if (model.fail !== undefined) {
-                await until(() => ctx.failures.length > 0, `the device to reach the bad chain (${model.fail})`);
-                assert.equal(ctx.failures.length, 1);
-                assert.match(ctx.failures[0]!, new RegExp(`\\[${model.fail}\\]$`));
+                await b.until(() => b.failures.length > 0, `the device to reach the bad chain (${model.fail})`);
+                assert.equal(b.failures.length, 1);
+                assert.match(b.failures[0]!, new RegExp(`\\[${model.fail}\\]$`));
                 seen.failed++;
               } else {
-                await until(() => dev.rxTotals.read >= model.read, `${model.read} frames to be read`);
+                await b.until(() => dev.rxTotals.read >= model.read, `${model.read} frames to be read`);
                 assert.equal(dev.rxTotals.read, model.read);
-                assert.deepEqual(ctx.failures, []);
+                assert.deepEqual(b.failures, []);
               }
               const used = rx.used();
               assert.deepEqual(
@@ -389,10 +384,9 @@ Deno.test({
       console.log(`receive outcomes: ${JSON.stringify(seen)}`);
       assert.ok(Object.values(seen).every((n) => n > 0), "every outcome was exercised");
     } finally {
-      await stop();
       dev.close();
       peer.close();
-      loop.close();
+      await b.close();
       mem.close();
       await ns.delete();
     }

@@ -1,9 +1,14 @@
 /*T:552 A bench for the network device without a guest: guest RAM, two
- * TestDriver queues (receive at one place, transmit at another), and a
- * context that does what the transport would: counts the interrupts the
- * device asks for, and on a broken rule records the reason and resets the
- * device, exactly as DEVICE_NEEDS_RESET does. The event loop is the real
- * one; a test that wants frames to flow by themselves runs it.
+ * TestDriver queues (receive at one place, transmit at another), and what
+ * a transport would hand the device at DRIVER_OK, built here by hand: one
+ * session per queue with a real doorbell eventfd and a real irqfd of its
+ * own (one line per queue, as MSI-X would give), the interrupt status word
+ * in a SharedArrayBuffer, and a context whose fail() records the reason
+ * and resets the device, exactly as DEVICE_NEEDS_RESET does. The event
+ * loop is real and runs in the background from the start (LiveLoop,
+ * T:601): a test rings a doorbell by signalling its eventfd, waits for the
+ * loop to serve it (settle), and sees interrupts as KVM would, by reading
+ * the irqfd's counter and the status word.
  *
  * The other half of the bench is on the wire: a packet socket in the
  * test's namespace sees every frame the device writes to the tap as the
@@ -12,83 +17,151 @@
 
 import { GuestMemory } from "../../../lib/memory.ts";
 import type { EventLoop } from "../../../lib/eventloop.ts";
-import { bufferAddress, close, pollOne, read, socket } from "../../../lib/sys/calls.ts";
+import {
+  bufferAddress,
+  close,
+  drainEventfd,
+  eventfd,
+  POLL,
+  pollOne,
+  read,
+  signalEventfd,
+  socket,
+} from "../../../lib/sys/calls.ts";
 import { IoVecs } from "../../../lib/sys/iovec.ts";
 import { NetdevControl, Tap } from "../../../lib/sys/tap.ts";
-import type { NetNs } from "./netns.ts";
-import type { VirtioContext, VirtioDevice } from "../../../lib/virtio/device.ts";
+import { NetNs } from "./netns.ts";
+import { bit, type DeviceContext, type QueueSession, VIRTIO_F, type VirtioDevice } from "../../../lib/virtio/device.ts";
 import { NET_HDR_SIZE } from "../../../lib/virtio/net/hdr.ts";
-import type { Virtqueue } from "../../../lib/virtio/queue.ts";
 import { TestDriver } from "../driver.ts";
+import { LiveLoop, takeCount } from "../console/live_loop.ts";
 
 /** Where the bench puts the two queues. */
 export const RX_BASE = 0x1000;
 /** ... the transmit queue (1 MiB further, past the receive queue's data area). */
 export const TX_BASE = 0x110000;
 
-/** A VirtioContext that records what the device asked of its transport. */
-export class BenchContext implements VirtioContext {
+/** A device's two queues on real eventfds, a running loop, and a context that plays the transport. */
+export class NetBench {
   /** Guest RAM. */
-  readonly memory: GuestMemory;
-  /** The real event loop. */
-  readonly loop: EventLoop;
-  /** The negotiated features. */
-  readonly features: bigint;
-  /** used() calls per queue. */
-  readonly usedCalls: number[] = [0, 0];
-  /** fail() reasons, in order. */
-  readonly failures: string[] = [];
-  /** log() lines. */
-  readonly logs: string[] = [];
+  readonly mem: GuestMemory;
+  /** The loop, running from construction until close(). */
+  readonly live: LiveLoop;
+  /** Each queue's doorbell. */
+  readonly doorbells: readonly number[] = [eventfd(), eventfd()];
+  /** Each queue's irqfd. */
+  readonly irqfds: readonly number[] = [eventfd(), eventfd()];
+  /** The interrupt status word (word 0), shared by both lines. */
+  readonly status: SharedArrayBuffer = new SharedArrayBuffer(4);
+  /** fail() reasons since the last activate(), in order. */
+  failures: string[] = [];
+  /** log() lines since the last activate(). */
+  logs: string[] = [];
   #device: VirtioDevice | undefined;
+  #generation = 0;
+  #active = false;
 
   /**
-   * @param memory guest RAM
-   * @param loop the event loop handed to the device
-   * @param features what the "driver" accepted
+   * @param mem guest RAM (the caller closes it)
+   * @param loop the loop to run (default a new one); closed by close()
    */
-  constructor(memory: GuestMemory, loop: EventLoop, features: bigint) {
-    this.memory = memory;
-    this.loop = loop;
-    this.features = features;
+  constructor(mem: GuestMemory, loop?: EventLoop) {
+    this.mem = mem;
+    this.live = new LiveLoop(loop);
   }
 
-  /** Activates `device` on `queues` with this context; a throw fails it, as in the transport. */
-  activate(device: VirtioDevice, queues: ReadonlyArray<Virtqueue>): void {
+  /** The running loop. */
+  get loop(): EventLoop {
+    return this.live.loop;
+  }
+
+  /**
+   * DRIVER_OK: a fresh context with `features` (VERSION_1 always) and a session per queue; a throw fails
+   * the device, as in the transport. Doorbells and interrupts are cleared first.
+   */
+  activate(device: VirtioDevice, features: bigint, rx: TestDriver, tx: TestDriver): void {
+    for (const fd of [...this.doorbells, ...this.irqfds]) drainEventfd(fd);
+    Atomics.store(new Int32Array(this.status), 0, 0);
+    this.failures = [];
+    this.logs = [];
     this.#device = device;
-    this.#guard(() => device.activate(this, queues));
-  }
-
-  /** Rings queue `queue`'s doorbell; a throw fails the device, as in the transport. */
-  notify(queue: number): void {
-    this.#guard(() => this.#device?.notify(queue));
-  }
-
-  #guard(work: () => void): void {
+    const generation = ++this.#generation;
+    const live = () => generation === this.#generation;
+    this.#active = true;
+    const ctx: DeviceContext = {
+      memory: this.mem,
+      loop: this.loop,
+      features: features | bit(VIRTIO_F.VERSION_1),
+      fail: (reason) => {
+        if (!live()) return;
+        this.#generation++;
+        this.#active = false;
+        this.failures.push(reason);
+        device.reset();
+      },
+      configChanged: () => {},
+      log: (line) => {
+        if (live()) this.logs.push(line);
+      },
+    };
+    const eventIdx = (features & bit(VIRTIO_F.EVENT_IDX)) !== 0n;
+    const session = (index: number, d: TestDriver, name: string): QueueSession => ({
+      index,
+      name,
+      layout: d.layout,
+      features: { eventIdx, indirect: true },
+      start: d.start,
+      doorbell: this.doorbells[index]!,
+      interrupt: { irqfd: this.irqfds[index]!, status: this.status, word: 0 },
+    });
     try {
-      work();
+      device.activate(ctx, [session(0, rx, "net rx"), session(1, tx, "net tx")]);
     } catch (e) {
-      this.fail(e instanceof Error ? e.message : String(e));
+      ctx.fail(e instanceof Error ? e.message : String(e));
     }
   }
 
-  /** Counts an interrupt request. */
-  used(queue: number): void {
-    this.usedCalls[queue] = (this.usedCalls[queue] ?? 0) + 1;
+  /** Signals queue `q`'s doorbell, as KVM does for the guest's notify (served on the loop's next turn). */
+  ring(q: number): void {
+    signalEventfd(this.doorbells[q]!, "doorbell");
   }
 
-  /** Records the reason and resets the device, as the transport does. */
-  fail(reason: string): void {
-    this.failures.push(reason);
+  /** Rings queue `q`'s doorbell and waits until the loop has served it. */
+  async kick(q: number): Promise<void> {
+    this.ring(q);
+    await this.settle();
+  }
+
+  /** Waits until the loop has served every doorbell rung so far (while the device is live to watch them). */
+  settle(): Promise<void> {
+    return this.live.settle(() => this.#active && this.doorbells.some((fd) => pollOne(fd, POLL.IN, 0) !== 0));
+  }
+
+  /** Waits (with the loop running, bounded) until `done()` holds. */
+  until(done: () => boolean, what: string, limitMs = 5000): Promise<void> {
+    return this.live.until(done, what, limitMs);
+  }
+
+  /** Interrupts raised on queue `q` since the last look: its irqfd's counter, read without blocking. */
+  interrupts(q: number): number {
+    return takeCount(this.irqfds[q]!);
+  }
+
+  /** The interrupt status word, taken and cleared as the guest's handler acknowledges it. */
+  takeStatus(): number {
+    return Atomics.exchange(new Int32Array(this.status), 0, 0);
+  }
+
+  /** Resets the device, stops the loop and releases the eventfds (rethrowing an error the loop ended with). */
+  async close(): Promise<void> {
+    this.#generation++;
+    this.#active = false;
     this.#device?.reset();
-  }
-
-  /** Nothing to do: the bench reads config directly. */
-  configChanged(): void {}
-
-  /** Records a log line. */
-  log(line: string): void {
-    this.logs.push(line);
+    try {
+      await this.live.close();
+    } finally {
+      for (const fd of [...this.doorbells, ...this.irqfds]) close(fd);
+    }
   }
 }
 
@@ -165,24 +238,6 @@ export class Capture {
   }
 }
 
-/** Starts `loop` in the background; the returned function stops it and waits for it to end. */
-export function runLoop(loop: EventLoop): () => Promise<void> {
-  const done = loop.run();
-  return async () => {
-    loop.stop();
-    await done;
-  };
-}
-
-/** Waits until `cond()` holds, or fails after `limitMs` (a bound against hangs, not a timing assertion). */
-export async function until(cond: () => boolean, what: string, limitMs = 5000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > limitMs) throw new Error(`gave up waiting for ${what} after ${limitMs} ms`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
-
 /** The parts, one after another, in a new array. */
 export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
   return parts.reduce((acc, p) => {
@@ -213,5 +268,28 @@ export function openUpTap(ns: NetNs): readonly [Tap, Capture] {
       ctl.close();
     }
     return [tap, new Capture()] as const;
+  });
+}
+
+/**
+ * Runs `body` inside a fresh namespace with guest RAM and a running bench, all torn down after.
+ * @param loop the loop for the bench (default a new one)
+ */
+export async function bench(
+  body: (ns: NetNs, b: NetBench) => Promise<void> | void,
+  loop?: EventLoop,
+): Promise<void> {
+  await NetNs.use(async (ns) => {
+    const mem = guestRam();
+    const b = new NetBench(mem, loop);
+    try {
+      await body(ns, b);
+    } finally {
+      try {
+        await b.close();
+      } finally {
+        mem.close();
+      }
+    }
   });
 }

@@ -1,0 +1,158 @@
+/*L:420 One run() of a machine, where the two threads meet. The main
+ * thread makes the event loop, the mailbox that carries the vCPU's
+ * forwarded register writes, the devices' transports with their doorbells
+ * and interrupt lines, and the keyboard's wiring; then it hands the vCPU's
+ * Worker its numbers and serves until one of two things ends the run: the
+ * vCPU stops (the guest reset or powered off, or someone asked it to stop),
+ * or the loop fails (its wait, an interrupt that cannot be raised, a
+ * handler). In the second case nothing serves the devices any more, so the
+ * vCPU is stopped before they are torn down, and run() rejects with the
+ * loop's one-line error. Either way the session's own descriptors are given
+ * back before run() settles; what the machine built stays for close(). :*/
+
+import type { GuestMemory } from "../memory.ts";
+import type { Vm } from "../kvm/vm.ts";
+import type { Vcpu } from "../kvm/vcpu.ts";
+import { EventLoop } from "../eventloop.ts";
+import { ConsoleInput, consoleInputTarget } from "../console_input.ts";
+import { COM1_IRQ, Serial8250 } from "../devices/serial.ts";
+import { close, drainEventfd, eventfd } from "../sys/calls.ts";
+import { EPOLL } from "../sys/epoll.ts";
+import type { VcpuThread } from "../vcpu_thread.ts";
+import type { VcpuExit } from "../vcpu_protocol.ts";
+import { ConsoleDevice } from "../virtio/console/device.ts";
+import { MmioDevices, type MmioSlot } from "../virtio/mmio/set.ts";
+import { MailboxServer } from "../virtio/mmio/proxy.ts";
+import type { MachineConfig } from "./config.ts";
+
+/** What a run needs from its machine. */
+export interface SessionParts {
+  readonly vm: Vm;
+  readonly memory: GuestMemory;
+  readonly vcpu: Vcpu;
+  readonly thread: VcpuThread;
+  readonly slots: readonly MmioSlot[];
+  /** The UART's shared state, the same for the main thread and the vCPU thread. */
+  readonly serial: SharedArrayBuffer;
+  readonly config: MachineConfig;
+  /** The command line as written (its last console= decides where the keyboard goes). */
+  readonly cmdline: string;
+}
+
+/** How a session asks its machine to stop the vCPU. */
+export interface SessionControl {
+  /** Asks the vCPU to stop (three Ctrl-C). */
+  stop(): void;
+  /** Stops the vCPU and resolves once it is out of KVM_RUN (true) or was given up on (false). */
+  halt(): Promise<boolean>;
+}
+
+/** One run of a machine: built by run(), served until the vCPU stops or the loop fails. */
+export class RunSession {
+  readonly #parts: SessionParts;
+  readonly #control: SessionControl;
+  #devices: MmioDevices | undefined;
+  #aborted = false;
+
+  constructor(parts: SessionParts, control: SessionControl) {
+    this.#parts = parts;
+    this.#control = control;
+  }
+
+  /** Lets go of a vCPU waiting on the device mailbox, so that it can see its stop flag. */
+  releaseMailbox(): void {
+    this.#devices?.stop();
+  }
+
+  /**
+   * Serves the guest until the vCPU stops.
+   * @returns how the vCPU's run ended
+   * @throws what ended the event loop; the vCPU is out of KVM_RUN (or given up on) by then
+   */
+  async serve(): Promise<VcpuExit> {
+    const { vm, memory, vcpu, thread, slots, config } = this.#parts;
+    const loop = new EventLoop();
+    const fds: number[] = [];
+    let input: { close(): void } | undefined;
+    try {
+      const spaceFd = eventfd();
+      fds.push(spaceFd);
+      const mailbox = { shared: MailboxServer.shared(), fd: eventfd() };
+      fds.push(mailbox.fd);
+      const verbose = config.verbose ?? false;
+      const log = (line: string, always = false) => {
+        if (always || verbose) console.error(`lguest: ${line}`);
+      };
+      this.#devices = new MmioDevices(slots, vm, memory, loop, mailbox, log);
+      const serial = new Serial8250(this.#parts.serial, { irq: (level) => vm.irqLine(COM1_IRQ, level) });
+      input = this.#wireInput(loop, serial, spaceFd);
+      await thread.start({
+        id: 0,
+        vcpuFd: vcpu.fd,
+        vmFd: vm.fd,
+        runAddress: vcpu.runAddress.toString(),
+        runSize: vcpu.runSize,
+        consoleFd: config.consoleOutputFd ?? 1,
+        serial: this.#parts.serial,
+        spaceFd,
+        control: new SharedArrayBuffer(16),
+        virtio: slots.map((s) => ({ name: s.device.name, base: s.base, image: s.image })),
+        mailbox: mailbox.shared,
+        mailboxFd: mailbox.fd,
+        verbose,
+      });
+      const running = loop.run();
+      const result = await Promise.race([thread.done, running.then(() => thread.done)]);
+      loop.stop();
+      await running;
+      // A vCPU given up on (L:415) keeps its own reason: that is what the user must hear about.
+      if (!this.#aborted || !result.clean) return result;
+      return { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" };
+    } finally {
+      // The vCPU first: once it is out of KVM_RUN nothing reaches the devices from the guest's side.
+      await this.#control.halt();
+      input?.close();
+      this.#devices?.close();
+      loop.close();
+      for (const fd of fds) close(fd);
+    }
+  }
+
+  /*V:375 Wiring the keyboard. Input goes to one console (V:374): the
+   * virtio console's receive(), which says when it has room through its
+   * space listener, or the UART's receive ring, which lives in shared memory
+   * and says so through an eventfd its vCPU thread signals. Either way the
+   * pump stops reading stdin while the guest is not taking input. A
+   * terminal's size changes (SIGWINCH) reach the virtio console's config. :*/
+  #wireInput(loop: EventLoop, serial: Serial8250, spaceFd: number): { close(): void } {
+    const { config, cmdline } = this.#parts;
+    const hvc = config.devices?.findLast((d): d is ConsoleDevice => d instanceof ConsoleDevice);
+    const toHvc = hvc !== undefined && consoleInputTarget(cmdline) === "hvc0";
+    const fd = config.consoleInputFd === undefined ? 0 : config.consoleInputFd;
+    let input: ConsoleInput | undefined;
+    loop.add(spaceFd, EPOLL.IN, () => {
+      drainEventfd(spaceFd);
+      if (!toHvc) input?.resume();
+    });
+    if (fd !== null) {
+      const sink = toHvc ? (b: Uint8Array) => hvc.receive(b) : (b: Uint8Array) => serial.receive(b);
+      input = new ConsoleInput(loop, fd, sink, () => this.#abort());
+      if (toHvc) hvc.onSpace(() => input?.resume());
+    }
+    const resized = () => hvc?.refreshSize();
+    if (hvc !== undefined) Deno.addSignalListener("SIGWINCH", resized);
+    return {
+      close() {
+        input?.close();
+        hvc?.onSpace(undefined);
+        if (hvc !== undefined) Deno.removeSignalListener("SIGWINCH", resized);
+        loop.remove(spaceFd);
+      },
+    };
+  }
+
+  #abort(): void {
+    this.#aborted = true;
+    this.#control.stop();
+  }
+}
