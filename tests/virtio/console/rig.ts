@@ -29,7 +29,7 @@ import { MmioTransport } from "../../../lib/virtio/mmio/transport.ts";
 import { MMIO_REG, MMIO_WINDOW } from "../../../lib/virtio/mmio/regs.ts";
 import { CONSOLE_RX, CONSOLE_TX, ConsoleDevice } from "../../../lib/virtio/console/device.ts";
 import { TestDriver } from "../driver.ts";
-import { LiveLoop, takeCount } from "./live_loop.ts";
+import { LiveLoop, takeCount } from "../live_loop.ts";
 
 const MiB = 1024 * 1024;
 const AF_UNIX = 1;

@@ -34,7 +34,7 @@ import { NetNs } from "./netns.ts";
 import { bit, type DeviceContext, type QueueSession, VIRTIO_F, type VirtioDevice } from "../../../lib/virtio/device.ts";
 import { NET_HDR_SIZE } from "../../../lib/virtio/net/hdr.ts";
 import { TestDriver } from "../driver.ts";
-import { LiveLoop, takeCount } from "../console/live_loop.ts";
+import { LiveLoop, takeCount } from "../live_loop.ts";
 
 /** Where the bench puts the two queues. */
 export const RX_BASE = 0x1000;

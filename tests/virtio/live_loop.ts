@@ -12,9 +12,9 @@
  * and its counter, read without blocking, says how many times the device
  * raised it since the last look. :*/
 
-import { EventLoop } from "../../../lib/eventloop.ts";
-import { bufferAddress, close, drainEventfd, eventfd, readAt, signalEventfd } from "../../../lib/sys/calls.ts";
-import { EPOLL } from "../../../lib/sys/epoll.ts";
+import { EventLoop } from "../../lib/eventloop.ts";
+import { bufferAddress, close, drainEventfd, eventfd, readAt, signalEventfd } from "../../lib/sys/calls.ts";
+import { EPOLL } from "../../lib/sys/epoll.ts";
 
 /**
  * How many times eventfd `fd` was signalled since it was last read (its counter, read and so reset to 0).
