@@ -105,6 +105,21 @@ export class LiveLoop {
   }
 
   /**
+   * Waits (bounded) for the loop to end with an error, as loop.fail() ends it, and returns that error.
+   * @throws Error if the loop is still running after `timeoutMs` or ended without an error
+   */
+  async failure(timeoutMs = 5000): Promise<unknown> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), timeoutMs));
+    const end = await Promise.race([this.#ended, timeout]);
+    clearTimeout(timer);
+    if (end === undefined) throw new Error(`the loop still runs after ${timeoutMs} ms`);
+    if (!("error" in end)) throw new Error("the loop ended without an error");
+    this.#errorSeen = true;
+    return end.error;
+  }
+
+  /**
    * Stops the loop, waits for it, and releases it and the probe. Safe twice.
    * @throws the loop's error, if it ended with one nobody was shown
    */

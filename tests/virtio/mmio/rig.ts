@@ -9,7 +9,7 @@
  * the write reaches the transport, which signals the doorbell eventfd as
  * KVM's ioeventfd would; the device, watching it on the loop, serves the
  * ring. That happens on the loop's next turn, not inside the write, so a
- * test waits with `await rig.settle()`: a probe eventfd goes round the
+ * test waits with `await rig.settle()`: LiveLoop (T:601) sends a probe round the
  * loop, which answers it only after every descriptor that was ready before
  * it, the doorbells included, has been served, and the rig goes on until no
  * live queue's doorbell is still pending. Interrupts are what a guest would
@@ -23,17 +23,8 @@
  * and interrupts stay the real ones. :*/
 
 import { GuestMemory } from "../../../lib/memory.ts";
-import { EventLoop } from "../../../lib/eventloop.ts";
-import {
-  bufferAddress,
-  close,
-  drainEventfd,
-  eventfd,
-  POLL,
-  pollOne,
-  readAt,
-  signalEventfd,
-} from "../../../lib/sys/calls.ts";
+import type { EventLoop } from "../../../lib/eventloop.ts";
+import { close, drainEventfd, eventfd, POLL, pollOne } from "../../../lib/sys/calls.ts";
 import { EPOLL } from "../../../lib/sys/epoll.ts";
 import { VIRTIO_STATUS as S } from "../../../lib/virtio/device.ts";
 import { MmioTransport } from "../../../lib/virtio/mmio/transport.ts";
@@ -42,6 +33,7 @@ import { type ForwardedWrite, MailboxServer } from "../../../lib/virtio/mmio/pro
 import { RngDevice } from "../../../lib/virtio/rng.ts";
 import { DRIVER_FEATURES, Recorder, type RecorderOptions } from "./recorder.ts";
 import type { TestDriver } from "../driver.ts";
+import { LiveLoop, takeCount } from "../live_loop.ts";
 
 export { DRIVER_FEATURES, Recorder, type RecorderOptions } from "./recorder.ts";
 
@@ -59,8 +51,10 @@ export interface MmioRigOptions {
 export class MmioRig implements AsyncDisposable {
   /** Guest RAM. */
   readonly mem: GuestMemory;
-  /** The main loop, running from construction until close(). */
-  readonly loop: EventLoop = new EventLoop();
+  /** The main loop, running in the background from construction until close(). */
+  readonly live: LiveLoop = new LiveLoop();
+  /** The loop itself (handed to the transport). */
+  readonly loop: EventLoop = this.live.loop;
   /** The shared register image. */
   readonly image: SharedArrayBuffer = new SharedArrayBuffer(MMIO_WINDOW);
   /** The device, recorded. */
@@ -75,13 +69,7 @@ export class MmioRig implements AsyncDisposable {
   readonly logs: { line: string; always: boolean }[] = [];
   readonly #fds: number[] = [];
   readonly #ownIrqfd: boolean;
-  readonly #probe: number;
-  readonly #counter = new BigUint64Array(1);
-  readonly #ended: Promise<{ error?: unknown }>;
-  #end: { error?: unknown } | undefined;
-  #wake: (() => void) | undefined;
   #interrupts = 0;
-  #failureSeen = false;
   #closed = false;
 
   /** @param options RAM size, device behaviour, irqfd */
@@ -91,11 +79,6 @@ export class MmioRig implements AsyncDisposable {
     this.#ownIrqfd = options.irqfd === undefined;
     this.irqfd = options.irqfd ?? this.#eventfd();
     this.doorbells = this.device.queueSizes.map(() => this.#eventfd());
-    this.#probe = this.#eventfd();
-    this.loop.add(this.#probe, EPOLL.IN, () => {
-      drainEventfd(this.#probe);
-      this.#wake?.();
-    });
     this.transport = new MmioTransport(this.device, {
       memory: this.mem,
       loop: this.loop,
@@ -103,11 +86,6 @@ export class MmioRig implements AsyncDisposable {
       doorbells: this.doorbells,
       irqfd: this.irqfd,
       log: (line, always) => this.logs.push({ line, always: always ?? false }),
-    });
-    this.#ended = this.loop.run().then(() => ({}), (error: unknown) => ({ error })).then((end) => {
-      this.#end = end;
-      this.#wake?.();
-      return end;
     });
   }
 
@@ -119,9 +97,7 @@ export class MmioRig implements AsyncDisposable {
 
   /** Interrupts raised so far: the rig's irqfd counter, read without blocking and added up (0 with a foreign irqfd). */
   get interrupts(): number {
-    if (this.#ownIrqfd && readAt(this.irqfd, bufferAddress(this.#counter), 8) === 8) {
-      this.#interrupts += Number(this.#counter[0]);
-    }
+    if (this.#ownIrqfd) this.#interrupts += takeCount(this.irqfd);
     return this.#interrupts;
   }
 
@@ -156,53 +132,18 @@ export class MmioRig implements AsyncDisposable {
    * @throws the loop's error if it ended, or an Error if it did not answer within `timeoutMs`
    */
   async settle(timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      await this.#roundTrip(deadline);
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      if (!this.device.live) return;
-      const pending = this.device.sessions.filter((s) => s !== undefined && pollOne(s.doorbell, POLL.IN, 0) !== 0);
-      if (pending.length === 0) return;
-      if (Date.now() > deadline) throw new Error(`doorbells of queues ${pending.map((s) => s!.index)} not served`);
-    }
-  }
-
-  #roundTrip(deadline: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#wake = undefined;
-        reject(new Error("the rig's loop did not answer its probe in time"));
-      }, Math.max(0, deadline - Date.now()));
-      this.#wake = () => {
-        clearTimeout(timer);
-        this.#wake = undefined;
-        if (this.#end === undefined) resolve();
-        else reject(this.#endError(this.#end));
-      };
-      if (this.#end === undefined) signalEventfd(this.#probe, "probe");
-      else this.#wake();
-    });
-  }
-
-  #endError(end: { error?: unknown }): unknown {
-    if (!("error" in end)) return new Error("the rig's loop has stopped");
-    this.#failureSeen = true;
-    return end.error;
+    const unserved = () =>
+      this.device.live &&
+      this.device.sessions.some((s) => s !== undefined && pollOne(s.doorbell, POLL.IN, 0) !== 0);
+    await this.live.settle(unserved, true, timeoutMs);
   }
 
   /**
    * Waits (bounded) for the loop to end with an error, as loop.fail() ends it, and returns that error.
    * @throws Error if the loop is still running after `timeoutMs` or ended without an error
    */
-  async failure(timeoutMs = 5000): Promise<unknown> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<undefined>((resolve) => timer = setTimeout(() => resolve(undefined), timeoutMs));
-    const end = await Promise.race([this.#ended, timeout]);
-    clearTimeout(timer);
-    if (end === undefined) throw new Error(`the rig's loop still runs after ${timeoutMs} ms`);
-    if (!("error" in end)) throw new Error("the rig's loop ended without an error");
-    this.#failureSeen = true;
-    return end.error;
+  failure(timeoutMs = 5000): Promise<unknown> {
+    return this.live.failure(timeoutMs);
   }
 
   /**
@@ -283,13 +224,13 @@ export class MmioRig implements AsyncDisposable {
     } catch (error) {
       thrown = { error };
     }
-    this.loop.stop();
-    const end = await this.#ended;
-    this.loop.close();
-    for (const fd of this.#fds) close(fd);
-    this.mem.close();
+    try {
+      await this.live.close();
+    } finally {
+      for (const fd of this.#fds) close(fd);
+      this.mem.close();
+    }
     if (thrown !== undefined) throw thrown.error;
-    if ("error" in end && !this.#failureSeen) throw end.error;
   }
 
   /** close(), for `await using`. */
