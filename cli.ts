@@ -1,7 +1,7 @@
 /*L:050 The command line keeps the original launcher's shape:
  *
- *   lguest [--verbose] [--tunnet=(<ip>|bridge:<name>)] [--block=<file>]
- *          [--initrd=<file>] <mem-in-mb> <vmlinux|bzImage> [kernel args...]
+ *   lguest [--verbose] [--cpus=<n>] [--tunnet=(<ip>|bridge:<name>)] [--block=<file>]
+ *          [--initrd=<file>] [--no-acpi] <mem-in-mb> <vmlinux|bzImage> [kernel args...]
  *
  * Options come first; the first two plain arguments are the memory size and
  * the kernel, and everything after the kernel belongs to the guest, even if
@@ -9,13 +9,15 @@
  * problem and a non-zero exit; the terminal is put back however we leave. :*/
 
 import { parseArgs } from "node:util";
-import { Machine, MAX_MEMORY_MIB } from "./lib/machine.ts";
+import { Machine, MAX_CPUS, MAX_MEMORY_MIB } from "./lib/machine.ts";
 import { RawTerminal } from "./lib/sys/termios.ts";
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
 import { ConsoleDevice } from "./lib/virtio/console/device.ts";
 import { parseTunnetSpec } from "./lib/virtio/net/spec.ts";
 import type { VirtioDevice } from "./lib/virtio/device.ts";
+import { bootClockMs, BootTimings, formatTimings } from "./lib/timings.ts";
+import { describeEntry, ENTRY_CHOICES, type EntryChoice } from "./lib/machine/entry.ts";
 
 /** Exit codes. */
 export const EXIT = { OK: 0, ERROR: 1, ABORTED: 2 } as const;
@@ -37,12 +39,27 @@ Options:
                          (bridged); repeatable, the first is the guest's eth0;
                          the guest's MAC is random and locally administered
   --rng                  add a virtio entropy device (fed by getrandom)
+  --cpus=<n>             give the guest n vCPUs (default 1, at most 64); the
+                         kernel starts the others itself (needs CONFIG_SMP)
+  --no-acpi              no ACPI tables: declare the virtio devices with
+                         virtio_mmio.device= words on the kernel command line
+                         instead (for kernels without CONFIG_ACPI)
+  --entry=<how>          how the kernel is entered: auto (default: the PVH
+                         entry if the kernel is an ELF with Xen's PVH note,
+                         else the 64-bit boot protocol), pvh, or linux64
   -v, --verbose          log boot decisions and unclaimed device accesses
+  --timings              at exit, print when each phase ended, in ms since the
+                         launcher started: runtime up, modules loaded, VM built,
+                         kernel entered, first console byte, boot-timer writes,
+                         guest stopped, torn down
   -h, --help             show this help
   --version              show the version
 
 Three Ctrl-C within one second stop the guest (exit status 2).
 LGUEST_KVM=<path> in the environment uses another KVM device node.
+Boot timer: a guest's byte write to guest physical address 0xc0000000 (busybox:
+devmem 0xc0000000 8 123) prints "boot timer: <ms> ms since the launcher started"
+with --verbose or --timings.
 Exit status: 0 when the guest shuts down or reboots, 1 on errors, 2 after three Ctrl-C,
 129/130/143 when stopped by SIGHUP/SIGINT/SIGTERM.
 
@@ -58,6 +75,10 @@ const OPTIONS = {
   block: { type: "string", multiple: true },
   initrd: { type: "string" },
   rng: { type: "boolean" },
+  timings: { type: "boolean" },
+  cpus: { type: "string" },
+  "no-acpi": { type: "boolean" },
+  entry: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
@@ -82,6 +103,14 @@ export interface CliArgs {
   initrd: string | undefined;
   /** --rng */
   rng: boolean;
+  /** --timings */
+  timings: boolean;
+  /** --cpus (default 1). */
+  cpus: number;
+  /** False with --no-acpi. */
+  acpi: boolean;
+  /** --entry (default "auto"). */
+  entry: EntryChoice;
   /** --help */
   help: boolean;
   /** --version */
@@ -96,7 +125,7 @@ export interface CliArgs {
 
 /** Splits argv into launcher arguments and the guest's (after the kernel). */
 function splitAtKernel(argv: readonly string[]): [string[], string[]] {
-  const valued = new Set(["--tunnet", "--block", "--initrd"]);
+  const valued = new Set(["--tunnet", "--block", "--initrd", "--cpus", "--entry"]);
   let positionals = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -130,11 +159,18 @@ export function parseCli(argv: readonly string[]): CliArgs {
     block: v.block ?? [],
     initrd: v.initrd,
     rng: v.rng ?? false,
+    timings: v.timings ?? false,
+    acpi: !(v["no-acpi"] ?? false),
+    entry: entryChoice(v.entry),
     help: v.help ?? false,
     version: v.version ?? false,
     kernelArgs,
   };
-  if (base.help || base.version) return { ...base, memoryMiB: 0, kernel: "" };
+  if (base.help || base.version) return { ...base, cpus: 1, memoryMiB: 0, kernel: "" };
+  const cpus = v.cpus === undefined ? 1 : Number(v.cpus);
+  if (!/^[0-9]+$/.test(v.cpus ?? "1") || cpus < 1 || cpus > MAX_CPUS) {
+    throw new UsageError(`--cpus=${v.cpus} is not a whole number from 1 to ${MAX_CPUS}`);
+  }
   const [mem, kernel] = parsed.positionals;
   if (mem === undefined || kernel === undefined) {
     throw new UsageError("expected <mem-in-mb> and a kernel (try --help)");
@@ -144,7 +180,15 @@ export function parseCli(argv: readonly string[]): CliArgs {
   }
   const memoryMiB = Number(mem);
   if (memoryMiB > MAX_MEMORY_MIB) throw new UsageError(`memory size ${mem} MiB is more than ${MAX_MEMORY_MIB} MiB`);
-  return { ...base, memoryMiB, kernel };
+  return { ...base, cpus, memoryMiB, kernel };
+}
+
+/** `--entry=auto|pvh|linux64` */
+function entryChoice(value: string | undefined): EntryChoice {
+  if (value === undefined) return "auto";
+  const choice = ENTRY_CHOICES.find((c) => c === value);
+  if (choice === undefined) throw new UsageError(`--entry must be ${ENTRY_CHOICES.join(", ")}, not '${value}'`);
+  return choice;
 }
 
 /** Host RAM in MiB from /proc/meminfo (undefined if unreadable). */
@@ -268,6 +312,7 @@ function guardTerminal(term: RawTerminal, stop: () => void): TerminalGuard {
  * @param argv arguments after the program name
  */
 export async function main(argv: readonly string[]): Promise<number> {
+  const runtimeUp = bootClockMs();
   let args: CliArgs;
   try {
     args = parseCli(argv);
@@ -286,6 +331,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   let machine: Machine | undefined;
+  const timings = args.timings ? BootTimings.start() : undefined;
+  timings?.mark("runtime up", runtimeUp);
   const term = new RawTerminal(0);
   const guard = guardTerminal(term, () => machine?.stop());
   try {
@@ -295,7 +342,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       initrd: args.initrd,
       cmdline: args.kernelArgs,
       verbose: args.verbose,
+      acpi: args.acpi,
+      entry: args.entry,
+      cpus: args.cpus,
       kvmPath: Deno.env.get("LGUEST_KVM") ?? "/dev/kvm",
+      timings,
       devices: await openDevices(args),
     });
     if (args.verbose) describe(machine);
@@ -316,6 +367,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   } finally {
     guard.release();
     await machine?.close().catch((e) => console.error(`lguest: ${e instanceof Error ? e.message : String(e)}`));
+    if (timings) { for (const line of formatTimings(timings.report())) console.error(`lguest: ${line}`); }
   }
 }
 
@@ -323,8 +375,11 @@ function describe(m: Machine): void {
   const hex = (n: number) => `0x${n.toString(16)}`;
   const k = m.info.kernel;
   console.error(`lguest: ${k.kind} kernel, entry ${hex(k.entry)}, ends at ${hex(k.kernelEnd)}`);
+  console.error(`lguest: ${describeEntry(k, m.info.entry)}`);
   if (m.info.initrd) console.error(`lguest: initrd at ${hex(m.info.initrd.addr)}, ${m.info.initrd.size} bytes`);
   console.error(`lguest: command line "${m.info.cmdline}"`);
+  const rsdp = m.info.rsdp;
+  console.error(rsdp === undefined ? `lguest: no ACPI tables (--no-acpi)` : `lguest: ACPI RSDP at ${hex(rsdp)}`);
   for (const e of m.info.e820) console.error(`lguest: e820 ${hex(e.addr)}+${hex(e.size)} type ${e.type}`);
 }
 

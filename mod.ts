@@ -28,12 +28,16 @@
  * @module
  */
 
-export { Machine, MAX_MEMORY_MIB, VCPU_STOP_TIMEOUT_MS } from "./lib/machine.ts";
+export { Machine, MAX_CPUS, MAX_MEMORY_MIB, VCPU_STOP_TIMEOUT_MS } from "./lib/machine.ts";
 export type { BootInfo, MachineConfig, RunResult } from "./lib/machine.ts";
+export type { BootEntry, EntryChoice } from "./lib/machine/entry.ts";
 export type { LoadedKernel } from "./lib/boot/kernel.ts";
 export type { InitrdPlacement } from "./lib/boot/initrd.ts";
 export type { E820Entry } from "./lib/boot/e820.ts";
 export type { CpuidEntry } from "./lib/kvm/kvm.ts";
+export { BOOT_TIMER_ADDR, BOOT_TIMER_MAGIC } from "./lib/devices/boot_timer.ts";
+export { BOOT_TIMER_KEPT, BootTimings, formatTimings, PHASES } from "./lib/timings.ts";
+export type { BootTimerMark, Phase, TimingsReport } from "./lib/timings.ts";
 export { GuestMemory, GuestMemoryError } from "./lib/memory.ts";
 export type { GuestMemoryOptions, MemoryRegion } from "./lib/memory.ts";
 export { BootError } from "./lib/boot/errors.ts";

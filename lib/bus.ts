@@ -4,8 +4,8 @@
  * never both think they own a register. Ports nobody owns read as all ones
  * and swallow writes, like an empty ISA bus; --verbose logs them. :*/
 
-/** What a device write may ask of the machine. */
-export type BusAction = void | "reset";
+/** What a device write may ask of the machine: to reset it, or to turn it off (both end the run). */
+export type BusAction = void | "reset" | "power-off";
 
 /** A device reached through port I/O or MMIO. */
 export interface BusDevice {
@@ -13,7 +13,7 @@ export interface BusDevice {
   readonly name: string;
   /** Reads `size` bytes at `offset` within the device's range. */
   read(offset: number, size: number): number;
-  /** Writes `size` bytes of `value` at `offset`; may request a reset. */
+  /** Writes `size` bytes of `value` at `offset`; may request a reset or a power-off. */
   write(offset: number, size: number, value: number): BusAction;
 }
 

@@ -3,40 +3,40 @@
  * memory size, the kernel and the initrd are read and run through the
  * loaders against the bare layout of guest RAM (L:106, L:111), so a file
  * that is not a kernel is refused before /dev/kvm is even opened. Then:
- * spawn the vCPU's Worker (a second JavaScript isolate, slower to start
- * than the VM is to build, so its modules load while we build), open KVM,
+ * spawn a Worker per vCPU (each a JavaScript isolate of its own, slower to
+ * start than the VM is to build, so their modules load while we build), open KVM,
  * make a VM with its in-kernel interrupt controllers and timer, map guest
  * RAM, load the kernel and initrd, write the command line, the memory map
- * and the zero page, build the first page tables and GDT, create the vCPU
- * and put it at the kernel's 64-bit entry. run() hands the Worker its vCPU
- * and serves devices on the main thread's event loop until the guest stops
- * (L:420).
+ * and the zero page, build the first page tables and GDT, create the vCPUs
+ * and put the first at the kernel's 64-bit entry (L:118). run() hands each
+ * Worker its vCPU and serves devices on the main thread's event loop until
+ * the guest stops (L:420).
  *
  * The machine owns its devices from the moment create() is called: if
  * create() fails it closes them, with everything else it took, so a failed
  * create() leaves no descriptor, thread or mapping behind and the process
  * can end by itself. close() gives everything back in one order, whatever
- * state the machine is in: stop the vCPU and wait until it is out of
- * KVM_RUN (at most two seconds; L:415 says what happens after that); let
- * run() finish its own teardown; close the devices and their threads; close
- * the vCPU (unmapping kvm_run); unmap guest RAM; close the VM and /dev/kvm.
- * Nothing is unmapped while another thread may still touch it: a vCPU that
- * was given up on keeps guest RAM, kvm_run and the KVM descriptors until
- * the process ends. :*/
+ * state the machine is in: stop every vCPU and wait until all are out of
+ * KVM_RUN (at most two seconds, all waited for at once; L:415 says what
+ * happens after that); let run() finish its own teardown; close the devices
+ * and their threads; close the vCPUs (unmapping kvm_run); unmap guest RAM;
+ * close the VM and /dev/kvm. Nothing is unmapped while another thread may
+ * still touch it: if even one vCPU was given up on, guest RAM, every kvm_run
+ * and the KVM descriptors stay until the process ends. :*/
 
 import type { GuestMemory } from "./memory.ts";
 import { Serial8250 } from "./devices/serial.ts";
 import { VcpuThread } from "./vcpu_thread.ts";
 import type { MmioSlot } from "./virtio/mmio/set.ts";
-import { type BootInfo, type MachineConfig, MAX_MEMORY_MIB, type RunResult } from "./machine/config.ts";
+import { type BootInfo, type MachineConfig, MAX_CPUS, MAX_MEMORY_MIB, type RunResult } from "./machine/config.ts";
 import { assemble, type MachineParts, planBoot } from "./machine/build.ts";
 import { RunSession } from "./machine/session.ts";
 import { closeDevices, releaseAll } from "./machine/release.ts";
 
-export { MAX_MEMORY_MIB };
+export { MAX_CPUS, MAX_MEMORY_MIB };
 export type { BootInfo, MachineConfig, RunResult };
 
-/** How long stop() and close() wait for the vCPU to leave KVM_RUN before they give up on its thread. */
+/** How long stop() and close() wait for the vCPUs to leave KVM_RUN before they give up on a thread. */
 export const VCPU_STOP_TIMEOUT_MS = 2000;
 
 /**
@@ -47,7 +47,7 @@ export class Machine {
   readonly #parts: MachineParts;
   readonly #config: MachineConfig;
   readonly #slots: MmioSlot[];
-  readonly #thread: VcpuThread;
+  readonly #threads: readonly VcpuThread[];
   readonly #serial = Serial8250.sharedState();
   /** What went where. */
   readonly info: BootInfo;
@@ -55,16 +55,16 @@ export class Machine {
   #session: RunSession | undefined;
   /** run()'s teardown, settled (never rejects); undefined until run() is called. */
   #running: Promise<void> | undefined;
-  /** The vCPU stopped and out of KVM_RUN (true), or given up on after the timeout (false). */
+  /** Every vCPU stopped and out of KVM_RUN (true), or one given up on after the timeout (false). */
   #halted: Promise<boolean> | undefined;
   /** close(), once called. */
   #closing: Promise<void> | undefined;
 
-  private constructor(config: MachineConfig, slots: MmioSlot[], parts: MachineParts, thread: VcpuThread) {
+  private constructor(config: MachineConfig, slots: MmioSlot[], parts: MachineParts, threads: VcpuThread[]) {
     this.#config = config;
     this.#slots = slots;
     this.#parts = parts;
-    this.#thread = thread;
+    this.#threads = threads;
     this.info = parts.info;
   }
 
@@ -74,23 +74,28 @@ export class Machine {
   }
 
   /**
-   * Builds the machine: checks the memory size, kernel and initrd first, then the vCPU's Worker, VM,
-   * memory, boot data and vCPU at its entry, the Worker waiting to be started by run().
+   * Builds the machine: checks the memory size, vCPU count, kernel and initrd first, then the vCPUs'
+   * Workers, VM, memory, boot data and vCPUs (the first at its entry), the Workers waiting for run().
    * The machine owns `config.devices` from this call on, whether it succeeds or not: if create()
    * throws, it has closed them, and released everything else it had taken.
-   * @param config memory size, kernel, initrd, command line, console fds, devices
+   * @param config memory size, vCPUs, kernel, initrd, command line, console fds, devices
    * @returns a machine ready to run(); close() it, run or not
-   * @throws RangeError for a bad memory size, BootError for a kernel or initrd that cannot boot, or
+   * @throws RangeError for a bad memory size or vCPU count, BootError for a kernel or initrd that cannot boot, or
    *   an error from KVM; the devices are closed either way
    */
   static create(config: MachineConfig): Machine {
     const undo: Array<() => void> = [() => closeDevices(config.devices ?? [])];
     try {
       const plan = planBoot(config);
-      const thread = VcpuThread.spawn();
-      undo.push(() => thread.terminate());
+      const threads: VcpuThread[] = [];
+      for (let i = 0; i < (config.cpus ?? 1); i++) {
+        const thread = VcpuThread.spawn();
+        undo.push(() => thread.terminate());
+        threads.push(thread);
+      }
       const parts = assemble(config, plan, undo);
-      return new Machine(config, plan.slots, parts, thread);
+      config.timings?.mark("VM built");
+      return new Machine(config, plan.slots, parts, threads);
     } catch (e) {
       // Keep releasing past a failure: the caller needs the first error, the one that stopped create().
       releaseAll(undo.reverse());
@@ -100,22 +105,22 @@ export class Machine {
 
   /**
    * Runs the guest until it stops (reset, triple fault, power-off, stop(), close()).
-   * @returns how the run ended; `clean: false` with the reason if the vCPU had to be given up on
+   * @returns how the run ended; `clean: false` with the reason if a vCPU had to be given up on
    *   because it did not stop within {@link VCPU_STOP_TIMEOUT_MS}
    * @throws Error if the machine already ran or is closed, or if serving its devices failed (the
-   *   vCPU is then stopped and out of KVM_RUN before the error reaches the caller)
+   *   vCPUs are then stopped and out of KVM_RUN before the error reaches the caller)
    */
   run(): Promise<RunResult> {
     if (this.#closing !== undefined || this.#session !== undefined) {
       return Promise.reject(new Error("machine already ran or was closed"));
     }
-    const { vm, memory, vcpu } = this.#parts;
+    const { vm, memory, vcpus } = this.#parts;
     this.#session = new RunSession(
       {
         vm,
         memory,
-        vcpu,
-        thread: this.#thread,
+        vcpus,
+        threads: this.#threads,
         slots: this.#slots,
         serial: this.#serial,
         config: this.#config,
@@ -125,11 +130,12 @@ export class Machine {
     );
     const result = this.#session.serve();
     this.#running = result.then(() => {}, () => {});
+    void this.#running.then(() => this.#config.timings?.mark("guest stopped"));
     return result;
   }
 
   /**
-   * Asks the guest to stop; run() then resolves, within {@link VCPU_STOP_TIMEOUT_MS} even if the vCPU
+   * Asks the guest to stop; run() then resolves, within {@link VCPU_STOP_TIMEOUT_MS} even if a vCPU
    * does not come out (it is then given up on, and run() says so). Safe at any time: before run() and
    * once the machine is closed (or closing) it does nothing.
    */
@@ -138,21 +144,22 @@ export class Machine {
     void this.#haltVcpu();
   }
 
-  /** Stops the vCPU and waits (bounded) until it is out of KVM_RUN; the first call decides, later calls share it. */
+  /** Stops every vCPU and waits (bounded, all at once) until they are out of KVM_RUN; the first call decides. */
   #haltVcpu(): Promise<boolean> {
     if (this.#halted === undefined) {
-      this.#session?.releaseMailbox(); // a vCPU waiting on the device mailbox is let go
-      this.#halted = this.#thread.halt(VCPU_STOP_TIMEOUT_MS);
+      this.#session?.releaseMailbox(); // a vCPU waiting on its device mailbox is let go
+      const each = this.#threads.map((t) => t.halt(VCPU_STOP_TIMEOUT_MS));
+      this.#halted = Promise.all(each).then((out) => out.every(Boolean));
     }
     return this.#halted;
   }
 
   /**
-   * Releases everything, in one order: stops the vCPU and waits until it is out of KVM_RUN, lets
-   * run() finish, closes the devices (and their threads), then the vCPU, guest memory, the VM and
+   * Releases everything, in one order: stops the vCPUs and waits until they are out of KVM_RUN, lets
+   * run() finish, closes the devices (and their threads), then the vCPUs, guest memory, the VM and
    * /dev/kvm. Safe at any time, from any state, and more than once: every call returns the same
    * promise. A run() in progress resolves (stopped) before this does. A vCPU given up on (see
-   * {@link Machine.run}) keeps guest memory, kvm_run and the KVM descriptors until the process ends.
+   * {@link Machine.run}) keeps guest memory, every kvm_run and the KVM descriptors until the process ends.
    * @returns once everything is released
    * @throws the first error a device's close() threw, after releasing everything else
    */
@@ -164,11 +171,12 @@ export class Machine {
   async #close(): Promise<void> {
     const out = await this.#haltVcpu();
     await this.#running;
-    const { kvm, vm, memory, vcpu } = this.#parts;
+    const { kvm, vm, memory, vcpus } = this.#parts;
     const failure = releaseAll([
       () => closeDevices(this.#config.devices ?? []),
-      ...(out ? [() => vcpu.close(), () => memory.close(), () => vm.close(), () => kvm.close()] : []),
+      ...(out ? [...vcpus.map((v) => () => v.close()), () => memory.close(), () => vm.close(), () => kvm.close()] : []),
     ]);
+    this.#config.timings?.mark("torn down");
     if (failure !== undefined) throw failure.error;
   }
 

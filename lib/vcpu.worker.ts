@@ -11,7 +11,10 @@ import { handleExit } from "./kvm/exits.ts";
 import { KVM } from "./kvm/ioctl.ts";
 import { irqLine } from "./kvm/vm.ts";
 import { I8042, I8042_DATA_PORT, PostCodePort } from "./devices/i8042.ts";
+import { ACPI_SLEEP_PORT_BASE, ACPI_SLEEP_PORT_COUNT, AcpiSleepPort } from "./devices/acpi_sleep.ts";
 import { COM1_BASE, COM1_IRQ, Serial8250 } from "./devices/serial.ts";
+import { BOOT_TIMER_ADDR, BOOT_TIMER_SIZE, BootTimer } from "./devices/boot_timer.ts";
+import { bootClockMs, BootTimings } from "./timings.ts";
 import { at, gettid, signalEventfd, writeAll } from "./sys/calls.ts";
 import { lastErrno, libc } from "./sys/libc.ts";
 import { Errno, errnoName } from "./sys/errno.ts";
@@ -21,6 +24,8 @@ import { MailboxClient, MmioProxy } from "./virtio/mmio/proxy.ts";
 import { MMIO_WINDOW } from "./virtio/mmio/regs.ts";
 
 const KVM_RUN_REQUEST = BigInt(KVM.RUN);
+/** When this Worker's modules had loaded, for --timings (L:430). */
+const modulesLoadedAt = bootClockMs();
 
 function run(init: VcpuInit): VcpuExit {
   const stop = new Int32Array(init.control);
@@ -28,12 +33,16 @@ function run(init: VcpuInit): VcpuExit {
   if (p === null) throw new Error("kvm_run at NULL");
   const run = new DataView(Deno.UnsafePointerView.getArrayBuffer(p, init.runSize));
   const out = new Uint8Array(1);
-  const log = init.verbose ? (line: string) => writeAll(2, new TextEncoder().encode(`lguest: ${line}\n`)) : undefined;
+  const say = (line: string) => writeAll(2, new TextEncoder().encode(`lguest: ${line}\n`));
+  const log = init.verbose ? say : undefined;
+  const timings = init.timings === undefined ? undefined : BootTimings.attach(init.timings);
+  if (init.id === 0) timings?.mark("modules loaded", modulesLoadedAt);
 
   const pio = new Bus("pio");
   const mmio = new Bus("mmio");
   const serial = new Serial8250(init.serial, {
     output: (b) => {
+      timings?.mark("first console byte");
       out[0] = b;
       writeAll(init.consoleFd, out);
     },
@@ -41,16 +50,24 @@ function run(init: VcpuInit): VcpuExit {
     space: () => signalEventfd(init.spaceFd),
   });
   pio.add(COM1_BASE, 8, serial);
-  const kbd = new I8042();
+  const kbd = new I8042(init.i8042);
   pio.add(I8042_DATA_PORT, 5, kbd);
   pio.add(0x80, 1, new PostCodePort());
+  if (init.acpi) pio.add(ACPI_SLEEP_PORT_BASE, ACPI_SLEEP_PORT_COUNT, new AcpiSleepPort());
   const mailbox = new MailboxClient(init.mailbox, init.mailboxFd);
   init.virtio.forEach((v, i) => mmio.add(v.base, MMIO_WINDOW, new MmioProxy(v.name, i, v.image, mailbox)));
   const ctx = log === undefined ? { pio, mmio } : { pio, mmio, log };
+  mmio.add(
+    BOOT_TIMER_ADDR,
+    BOOT_TIMER_SIZE,
+    new BootTimer({ timings, print: init.verbose || timings ? say : undefined }),
+  );
+  if (init.id === 0) timings?.mark("kernel entered");
 
+  log?.(`vCPU ${init.id} running on thread ${gettid()}`);
   let exits = 0;
   for (;;) {
-    if (Atomics.load(stop, CONTROL.STOP) !== 0) return { clean: true, reason: "stopped", exits };
+    if (Atomics.load(stop, CONTROL.STOP) !== 0) return { clean: true, reason: "stopped", exits, rip: ripOf(init) };
     const r = libc.ioctl_int(init.vcpuFd, KVM_RUN_REQUEST, 0n);
     if (r < 0) {
       const e = lastErrno();

@@ -18,18 +18,24 @@ export interface VcpuInit {
   consoleFd: number;
   /** Shared UART state (see devices/serial.ts). */
   serial: SharedArrayBuffer;
+  /** Shared keyboard-controller state (see devices/i8042.ts), the same for every vCPU. */
+  i8042: SharedArrayBuffer;
   /** An eventfd the UART signals when its full receive ring drains. */
   spaceFd: number;
   /** Int32 control words: [0] = stop flag, [1] = the start check (see vcpu_thread.ts). */
   control: SharedArrayBuffer;
   /** Virtio-mmio windows: name, base address, shared register image. */
   virtio: Array<{ name: string; base: number; image: SharedArrayBuffer }>;
-  /** The mailbox for forwarded register writes, and the eventfd that rings it. */
+  /** This vCPU's own mailbox for forwarded register writes (V:241), and the eventfd every vCPU rings. */
   mailbox: SharedArrayBuffer;
   /** See mailbox. */
   mailboxFd: number;
   /** Log unclaimed accesses to stderr. */
   verbose: boolean;
+  /** The --timings marks (lib/timings.ts), if asked for. */
+  timings?: SharedArrayBuffer | undefined;
+  /** The machine has ACPI tables: serve the FADT's sleep registers (power-off). */
+  acpi: boolean;
 }
 
 /** How a vCPU's run ended. */

@@ -60,6 +60,7 @@ const APPLETS = [
   "blockdev",
   "cat",
   "dd",
+  "devmem",
   "dmesg",
   "echo",
   "grep",
@@ -428,17 +429,22 @@ function verifyConfig(fragment: string, config: string): void {
  * simple: per entry a 110-byte ASCII header of hex fields, the NUL-ended
  * name, the data, each padded to 4 bytes; a "TRAILER!!!" entry ends it.
  * Timestamps are zero, so the same inputs give the same bytes. :*/
-interface CpioEntry {
+/** One file, directory, symlink or device node of a newc archive. */
+export interface CpioEntry {
   name: string;
   mode: number;
   data?: Uint8Array;
   rdev?: [number, number];
 }
 
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
+/** File type bits of a cpio entry's mode, as in stat(2). */
+export const S_IFDIR = 0o040000;
+/** Regular file. */
+export const S_IFREG = 0o100000;
+/** Symbolic link (the data is the target). */
+export const S_IFLNK = 0o120000;
+/** Character device (rdev gives major, minor). */
+export const S_IFCHR = 0o020000;
 
 async function buildInitramfs(): Promise<Uint8Array> {
   const text = new TextEncoder();
@@ -467,7 +473,8 @@ async function buildInitramfs(): Promise<Uint8Array> {
   return await gzip(newc(entries));
 }
 
-function newc(entries: CpioEntry[]): Uint8Array {
+/** The entries as one newc cpio archive, ending with its TRAILER!!! entry. */
+export function newc(entries: CpioEntry[]): Uint8Array {
   const text = new TextEncoder();
   const parts: Uint8Array[] = [];
   let size = 0;
@@ -517,7 +524,8 @@ function newc(entries: CpioEntry[]): Uint8Array {
   return out;
 }
 
-async function gzip(data: Uint8Array): Promise<Uint8Array> {
+/** gzip-compresses bytes (the kernel unpacks a gzip'd initramfs). */
+export async function gzip(data: Uint8Array): Promise<Uint8Array> {
   const stream = new Blob([data as Uint8Array<ArrayBuffer>]).stream()
     .pipeThrough(new CompressionStream("gzip"));
   return new Uint8Array(await new Response(stream).arrayBuffer());

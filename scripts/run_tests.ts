@@ -15,6 +15,7 @@ import { runInVm } from "./vm/run.ts";
 import { kvmFlavour } from "../lib/kvm/kvm.ts";
 import { buildTestGuest } from "../tests/guest/build.ts";
 import { ensureLinux } from "./linux.ts";
+import { ensureDebianGuest } from "./debian/guest.ts";
 import { BENCH_PACKAGES, prepareTools } from "./bench/tools.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -44,6 +45,9 @@ await ensurePackages([
   "iproute2",
   "python3",
   "strace",
+  // Debian's kernel (scripts/debian/): depmod for its modules.dep, lz4 for its payload.
+  "kmod",
+  "lz4",
   ...(inVm.length ? VM_PACKAGES : []),
   ...BENCH_PACKAGES,
 ]);
@@ -75,6 +79,7 @@ if (inVm.length) {
   await buildTestGuest();
   await prepareTools(ROOT);
   await ensureLinux({ log: (s) => console.log(`linux: ${s}`) });
+  await ensureDebianGuest({ log: (s) => console.log(`debian: ${s}`) });
   console.log(`== tests in the test VM (nested KVM under QEMU TCG): ${inVm.join(" ")}`);
   const junit = `${results}/vm.xml`;
   const r = await runInVm([deno, "test", "-A", "--no-check", `--junit-path=${junit}`, ...inVm], {

@@ -113,6 +113,7 @@ Deno.test({
     try {
       await Deno.writeFile(disk, new Uint8Array(4 * 1024 * 1024).fill(0x5a));
       const run = await runLauncher([
+        "--no-acpi",
         `--block=${disk}`,
         "128",
         await buildTestGuest(),
@@ -142,7 +143,18 @@ Deno.test({
     assert.ok((await ip("netns", "add", ns)).success);
     try {
       const run = await new Deno.Command("ip", {
-        args: ["netns", "exec", ns, Deno.execPath(), "run", "-A", `${ROOT}cli.ts`, "--tunnet=10.98.0.1", "128"]
+        args: [
+          "netns",
+          "exec",
+          ns,
+          Deno.execPath(),
+          "run",
+          "-A",
+          `${ROOT}cli.ts`,
+          "--no-acpi",
+          "--tunnet=10.98.0.1",
+          "128",
+        ]
           .concat([await buildTestGuest(), "bench.net=100", "bench.net.size=200"]),
         stdout: "piped",
         stderr: "piped",
@@ -169,7 +181,18 @@ Deno.test({
       await ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1");
       const run = async (dir: number, host: string[]) => {
         let hostOut = "";
-        const cmd = ["ip", "netns", "exec", ns, Deno.execPath(), "run", "-A", `${ROOT}cli.ts`, "--tunnet=10.98.0.1"]
+        const cmd = [
+          "ip",
+          "netns",
+          "exec",
+          ns,
+          Deno.execPath(),
+          "run",
+          "-A",
+          `${ROOT}cli.ts`,
+          "--no-acpi",
+          "--tunnet=10.98.0.1",
+        ]
           .concat(["128", guest, "bench.net=20", "bench.net.tso=1", `bench.net.dir=${dir}`]);
         const out = await runWithMarker(cmd, "BENCH-NET-READY", async () => {
           const r = await new Deno.Command("ip", { args: ["netns", "exec", ns, netHost, ...host], stdout: "piped" })

@@ -27,7 +27,14 @@ Deno.test({
     const guest = await buildTestGuest();
     const [initrd, data] = await tempInitrd(12345);
     try {
-      const run = await runLauncher([`--initrd=${initrd}`, "64", guest, "root=/dev/null", "lguest.test=1"]);
+      const run = await runLauncher([
+        "--no-acpi",
+        `--initrd=${initrd}`,
+        "64",
+        guest,
+        "root=/dev/null",
+        "lguest.test=1",
+      ]);
       assert.equal(run.code, 0, `exit status (stderr: ${run.stderr})`);
       const r = guestReport(run.stdout);
       assert.match(r.get("MODE")?.[0] ?? "", /^long /);
@@ -53,7 +60,7 @@ Deno.test({
   ignore: !HAVE_KVM,
   async fn() {
     const guest = await buildTestGuest();
-    const run = await runLauncher(["4096", guest]);
+    const run = await runLauncher(["--no-acpi", "4096", guest]);
     assert.equal(run.code, 0, run.stderr);
     const r = guestReport(run.stdout);
     assert.deepEqual(r.get("E820"), [
@@ -72,9 +79,19 @@ Deno.test({
   ignore: !HAVE_KVM,
   async fn() {
     const guest = await buildTestGuest();
+    // With ACPI (the default): the tables go to 0xe0000 and the command line stays the user's, so the
+    // test guest, which reads only the command line, finds no devices and still boots to its reset.
     const run = await runLauncher(["--verbose", "32", guest]);
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stderr, /elf kernel, entry 0x200000/);
+    assert.match(run.stderr, /^lguest: ACPI RSDP at 0xe0000$/m);
+    assert.match(run.stderr, /^lguest: command line ""$/m);
+    assert.match(run.stdout, /^CMDLINE: $/m);
+    assert.match(run.stdout, /^VIRTIO-COUNT: 0$/m);
     assert.match(run.stderr, /reset requested by i8042/);
+    const off = await runLauncher(["--verbose", "--no-acpi", "32", guest]);
+    assert.equal(off.code, 0, off.stderr);
+    assert.match(off.stderr, /^lguest: no ACPI tables \(--no-acpi\)$/m);
+    assert.match(off.stdout, /^VIRTIO-COUNT: 1$/m);
   },
 });

@@ -25,6 +25,9 @@ Deno.test("parseCli: options, memory, kernel, and guest arguments after the kern
   assert.equal(a.memoryMiB, 128);
   assert.equal(a.kernel, "vmlinux");
   assert.deepEqual(a.kernelArgs, ["console=ttyS0", "--not-ours", "-v"]);
+  assert.equal(a.acpi, true, "ACPI tables unless --no-acpi");
+  assert.equal(parseCli(["--no-acpi", "64", "k"]).acpi, false);
+  assert.deepEqual(parseCli(["64", "k", "--no-acpi"]).kernelArgs, ["--no-acpi"], "after the kernel it is the guest's");
   const b = parseCli(["--block", "disk.img", "--tunnet=10.0.0.1", "--block=two.img", "64", "bzImage"]);
   assert.deepEqual(b.block, ["disk.img", "two.img"]);
   assert.deepEqual(b.tunnet, ["10.0.0.1"]);
@@ -47,7 +50,7 @@ Deno.test("cli: --help and --version", async () => {
   const help = await runLauncher(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: lguest \[options\] <mem-in-mb> <vmlinux\|bzImage>/);
-  for (const opt of ["--initrd", "--block", "--tunnet", "--verbose", "--help", "--version"]) {
+  for (const opt of ["--initrd", "--block", "--tunnet", "--cpus", "--no-acpi", "--verbose", "--help", "--version"]) {
     assert.ok(help.stdout.includes(opt), `help mentions ${opt}`);
   }
   const version = await runLauncher(["--version"]);
@@ -71,6 +74,8 @@ Deno.test("cli: bad input gets one line and exit 1", async (t) => {
       ["memory zero", ["0", guest], /not a positive whole number/],
       ["memory larger than the host", ["900000", guest], /more than this host's \d+ MiB of RAM/],
       ["unknown option", ["--frobnicate", "64", guest], /frobnicate/],
+      ["no vCPUs", ["--cpus=0", "64", guest], /--cpus=0 is not a whole number from 1 to 64/],
+      ["too many vCPUs", ["--cpus=65", "64", guest], /--cpus=65 is not a whole number from 1 to 64/],
       ["missing kernel", ["64", `${dir}/nope`], /kernel '.*nope' does not exist/],
       ["kernel is a directory", ["64", dir], /is not a regular file/],
       ["missing initrd", [`--initrd=${dir}/nope`, "64", guest], /initrd '.*nope' does not exist/],

@@ -116,7 +116,7 @@ Deno.test({
     const guest = await buildTestGuest();
     const img = await disk();
     try {
-      const r = await floodThenStop([CLI, "--rng", `--block=${img}`, "64", guest, "flood"], async (w) => {
+      const r = await floodThenStop([CLI, "--no-acpi", "--rng", `--block=${img}`, "64", guest, "flood"], async (w) => {
         for (let i = 0; i < 3; i++) await w.write(new Uint8Array([0x03]));
       });
       assert.equal(r.code, 2, `exit status (stderr: ${r.err})`);

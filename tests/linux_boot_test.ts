@@ -14,6 +14,8 @@ import assert from "node:assert/strict";
 import { ensureLinux } from "../scripts/linux.ts";
 import { kvmFlavour } from "../lib/kvm/kvm.ts";
 import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
+import { BOOT_TIMER_MAGIC } from "../lib/devices/boot_timer.ts";
+import { parseBootTimerLines } from "../lib/timings.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FLAVOUR = kvmFlavour();
@@ -54,6 +56,7 @@ async function boot(
     "-A",
     `${ROOT}cli.ts`,
     "--verbose",
+    "--no-acpi",
     ...(extras.options ?? []),
     `--initrd=${initrd}`,
     `${MEMORY_MIB}`,
@@ -87,6 +90,17 @@ async function boot(
   clearTimeout(timer);
   await errDone;
   return { code: stopped ? undefined : status.code, console: out, launcher: err };
+}
+
+/** Runs `check` on a boot; if it throws, prints the tails of the guest's console and the launcher's stderr first. */
+function explained(b: Boot, check: () => void): void {
+  try {
+    check();
+  } catch (e) {
+    console.error(`--- guest console, last 4000 characters ---\n${b.console.slice(-4000)}`);
+    console.error(`--- launcher stderr, last 2000 characters ---\n${b.launcher.slice(-2000)}\n--- exit: ${b.code}`);
+    throw e;
+  }
 }
 
 const hex16 = (n: number) => n.toString(16).padStart(16, "0");
@@ -127,21 +141,26 @@ for (const kind of ["vmlinux", "bzImage"] as const) {
         image.set(new TextEncoder().encode("LGUEST-DISK-HEAD"));
         await Deno.writeFile(disk, image);
         const b = await boot(kernel, linux.initramfs, () => false, 120_000, {
-          options: [`--block=${disk}`, "--rng", "--tunnet=10.7.9.1"],
+          options: ["--timings", `--block=${disk}`, "--rng", "--tunnet=10.7.9.1"],
           guestArgs: ["lguest.ip=10.7.9.2/24", "lguest.peer=10.7.9.1"],
           netns: ns,
         });
-        assertMilestones(b, linux.version);
-        assert.match(b.console, /LGUEST-INIT-OK /, "initramfs /init ran");
-        const head = [...new TextEncoder().encode("LGUEST-DISK-HEAD")].map((x) => x.toString(16).padStart(2, "0"));
-        assert.ok(b.console.includes(`LGUEST-BLK-READ ${head.join("")}`), "the guest read our sector 0");
-        assert.match(b.console, /LGUEST-BLK-OK/, "the guest wrote and read back sector 1");
         const after = await Deno.readFile(disk);
-        assert.ok(new TextDecoder().decode(after.subarray(512, 1024)).startsWith("LGUEST-BLK-PATTERN-"));
-        assert.match(b.console, /LGUEST-RNG-OK virtio_rng/, "virtio-rng bound and read");
-        assert.match(b.console, /LGUEST-HVC-OK/, "hvc0 exists and prints");
-        assert.match(b.console, /LGUEST-NET-OK/, "the guest pinged the host through the tap");
-        assert.equal(b.code, 0, `clean exit (launcher said: ${b.launcher})`);
+        explained(b, () => {
+          assertMilestones(b, linux.version);
+          assert.match(b.console, /LGUEST-INIT-OK /, "initramfs /init ran");
+          const head = [...new TextEncoder().encode("LGUEST-DISK-HEAD")].map((x) => x.toString(16).padStart(2, "0"));
+          assert.ok(b.console.includes(`LGUEST-BLK-READ ${head.join("")}`), "the guest read our sector 0");
+          assert.match(b.console, /LGUEST-BLK-OK/, "the guest wrote and read back sector 1");
+          assert.ok(new TextDecoder().decode(after.subarray(512, 1024)).startsWith("LGUEST-BLK-PATTERN-"));
+          assert.match(b.console, /LGUEST-RNG-OK virtio_rng/, "virtio-rng bound and read");
+          assert.match(b.console, /LGUEST-HVC-OK/, "hvc0 exists and prints");
+          assert.match(b.console, /LGUEST-NET-OK/, "the guest pinged the host through the tap");
+          const timer = parseBootTimerLines(b.launcher).filter((t) => t.value === BOOT_TIMER_MAGIC);
+          assert.equal(timer.length, 1, "/init wrote the boot timer, once");
+          assert.match(b.launcher, /^lguest: +[0-9.]+ {2}boot timer \(value 123\)$/m, "--timings' table has the write");
+          assert.equal(b.code, 0, `clean exit (launcher said: ${b.launcher})`);
+        });
       } finally {
         await ns.delete();
         await Deno.remove(disk);

@@ -110,7 +110,7 @@ for (const way of WAYS) {
     ignore: !HAVE_KVM,
     async fn() {
       const guest = await buildTestGuest();
-      const c = spawn([CLI, "64", guest, "lguest.echo"]);
+      const c = spawn([CLI, "--no-acpi", "64", guest, "lguest.echo"]);
       let status: number;
       try {
         await guestAsleep(c);
@@ -129,7 +129,7 @@ for (const way of WAYS) {
     ignore: !HAVE_KVM,
     async fn() {
       const guest = await buildTestGuest();
-      const c = spawn([PROBE, "cli", "64", guest, "lguest.echo"]);
+      const c = spawn([PROBE, "cli", "--no-acpi", "64", guest, "lguest.echo"]);
       let status: number;
       try {
         await guestAsleep(c);

@@ -23,7 +23,7 @@ Deno.test({
     const guest = await buildTestGuest();
     const r = await onPty(
       [{ expect: "ECHO-READY" }, { probe: true }, { send: "typed!" }, { expect: "typed!" }, { send: "q" }],
-      ["64", guest, "lguest.echo"],
+      ["--no-acpi", "64", guest, "lguest.echo"],
     );
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.raw, [true], "raw mode while running");
@@ -39,7 +39,7 @@ Deno.test({
     const guest = await buildTestGuest();
     const r = await onPty(
       [{ expect: "ECHO-READY" }, { send: "\x03" }, { send: "\x03" }, { send: "\x03" }],
-      ["64", guest, "lguest.echo"],
+      ["--no-acpi", "64", guest, "lguest.echo"],
     );
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /three Ctrl-C/);
@@ -54,7 +54,7 @@ Deno.test({
     const guest = await buildTestGuest();
     const r = await onPty(
       [{ expect: "ECHO-READY" }, { send: "\x03" }, { send: "\x03" }, { send: "x" }, { send: "\x03" }, { send: "q" }],
-      ["64", guest, "lguest.echo"],
+      ["--no-acpi", "64", guest, "lguest.echo"],
     );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.restored, true);
@@ -67,7 +67,12 @@ for (const [signal, code] of [["SIGTERM", 143], ["SIGHUP", 129], ["SIGINT", 130]
     ...opts,
     async fn() {
       const guest = await buildTestGuest();
-      const r = await onPty([{ expect: "ECHO-READY" }, { probe: true }, { signal }], ["64", guest, "lguest.echo"]);
+      const r = await onPty([{ expect: "ECHO-READY" }, { probe: true }, { signal }], [
+        "--no-acpi",
+        "64",
+        guest,
+        "lguest.echo",
+      ]);
       assert.deepEqual(r.raw, [true]);
       assert.equal(r.code, code, r.stderr);
       assert.equal(r.restored, true);

@@ -12,6 +12,7 @@ import { CONTROL, ENTRY, VcpuThread } from "../lib/vcpu_thread.ts";
 import type { VcpuInit } from "../lib/vcpu_protocol.ts";
 import { KVM_RUN } from "../lib/kvm/structs.ts";
 import { Serial8250 } from "../lib/devices/serial.ts";
+import { I8042 } from "../lib/devices/i8042.ts";
 import { MailboxServer } from "../lib/virtio/mmio/proxy.ts";
 import { bufferAddress, close, eventfd } from "../lib/sys/calls.ts";
 
@@ -25,12 +26,14 @@ function fakeInit(run: Uint8Array<ArrayBuffer>, fd: number): VcpuInit {
     runSize: run.byteLength,
     consoleFd: 2,
     serial: Serial8250.sharedState(),
+    i8042: I8042.sharedState(),
     spaceFd: fd,
     control: new SharedArrayBuffer(16),
     virtio: [],
     mailbox: MailboxServer.shared(),
     mailboxFd: fd,
     verbose: false,
+    acpi: false,
   };
 }
 

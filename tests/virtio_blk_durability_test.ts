@@ -71,6 +71,7 @@ Deno.test({
           "run",
           "-A",
           `${ROOT}cli.ts`,
+          "--no-acpi",
           `--block=${disk}`,
           "64",
           guest,

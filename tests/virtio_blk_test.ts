@@ -78,7 +78,7 @@ Deno.test({
     await withDir(async (dir) => {
       const rw = makeImage(dir, "rw.img");
       const ro = makeImage(dir, "ro.img");
-      const run = await runLauncher([`--block=${rw.path}`, `--block=${ro.path},ro`, "64", guest]);
+      const run = await runLauncher(["--no-acpi", `--block=${rw.path}`, `--block=${ro.path},ro`, "64", guest]);
       assert.equal(run.code, 0, run.stderr);
       const r = guestReport(run.stdout);
       const cmdline = r.get("CMDLINE")?.[0] ?? "";
@@ -121,7 +121,7 @@ Deno.test({
     await withDir(async (dir) => {
       const img = makeImage(dir, "kill.img");
       const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", `${ROOT}cli.ts`, `--block=${img.path}`, "64", guest, "blk.hold"],
+        args: ["run", "-A", `${ROOT}cli.ts`, "--no-acpi", `--block=${img.path}`, "64", guest, "blk.hold"],
         stdin: "null",
         stdout: "piped",
         stderr: "piped",

@@ -21,7 +21,7 @@ Deno.test({
   async fn() {
     const guest = await buildTestGuest();
     const typed = Uint8Array.from({ length: 300 }, (_, i) => (i * 37 + 11) & 0xff);
-    const run = await runLauncher(["64", guest, "console=ttyS0", "console=hvc0", "lguest.hvc-echo=300"], {
+    const run = await runLauncher(["--no-acpi", "64", guest, "console=ttyS0", "console=hvc0", "lguest.hvc-echo=300"], {
       stdin: typed,
     });
     assert.equal(run.code, 0, run.stderr);
@@ -43,7 +43,7 @@ Deno.test({
   ignore: !HAVE_KVM,
   async fn() {
     const guest = await buildTestGuest();
-    const run = await runLauncher(["64", guest, "console=hvc0", "console=ttyS0", "lguest.echo"], {
+    const run = await runLauncher(["--no-acpi", "64", guest, "console=hvc0", "console=ttyS0", "lguest.echo"], {
       stdin: new TextEncoder().encode("typed at ttyS0 q"),
     });
     assert.equal(run.code, 0, run.stderr);
@@ -58,7 +58,9 @@ Deno.test({
   ignore: !HAVE_KVM,
   async fn() {
     const guest = await buildTestGuest();
-    const run = await runLauncher(["64", guest, "console=hvc0"], { stdin: new TextEncoder().encode("unread") });
+    const run = await runLauncher(["--no-acpi", "64", guest, "console=hvc0"], {
+      stdin: new TextEncoder().encode("unread"),
+    });
     assert.equal(run.code, 0, run.stderr);
     const r = guestReport(run.stdout);
     assert.deepEqual(r.get("HVC-OUT"), ["hello from hvc0"]);
@@ -80,6 +82,7 @@ Deno.test({
   async fn() {
     const guest = await buildTestGuest();
     const echo = await onPty([{ expect: "HVC-OUT" }, { send: "typed!" }, { expect: "HVC-IN" }], [
+      "--no-acpi",
       "64",
       guest,
       "console=hvc0",
@@ -89,6 +92,7 @@ Deno.test({
     assert.match(echo.output, new RegExp(`HVC-IN: ${hex(new TextEncoder().encode("typed!"))}`));
     assert.equal(echo.restored, true);
     const stop = await onPty([{ expect: "HVC-OUT" }, { send: "\x03" }, { send: "\x03" }, { send: "\x03" }], [
+      "--no-acpi",
       "64",
       guest,
       "console=hvc0",

@@ -36,6 +36,7 @@ async function launch(
       "run",
       "-A",
       `${ROOT}cli.ts`,
+      "--no-acpi",
       ...options,
       "64",
       guest,

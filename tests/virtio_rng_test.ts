@@ -14,7 +14,7 @@ Deno.test({
   ignore: !HAVE_KVM,
   async fn() {
     const guest = await buildTestGuest();
-    const run = await runLauncher(["--rng", "64", guest]);
+    const run = await runLauncher(["--no-acpi", "--rng", "64", guest]);
     assert.equal(run.code, 0, run.stderr);
     const r = guestReport(run.stdout);
     assert.deepEqual(r.get("CMDLINE"), [

@@ -3,7 +3,9 @@
  * boot protocol names the selectors it expects, __BOOT_CS (0x10) and
  * __BOOT_DS (0x18), both flat 4 GiB segments. So we need a GDT with those
  * two in slots 2 and 3, slots 0 and 1 left empty as Linux's own boot GDT
- * does.
+ * does. Slot 4 is for the PVH entry (L:205), which starts the kernel in
+ * 32-bit protected mode and so needs a 32-bit code segment: the same flat
+ * segment with D=1 (32-bit operands) and L clear.
  *
  * A descriptor is eight bytes with its fields scattered for historical
  * reasons: the base in three pieces, the limit in two, and the access byte
@@ -23,8 +25,12 @@ export const BOOT_DS = 0x18;
 export const CODE_ACCESS = 0x9b;
 /** Access byte of the data segment: present, DPL 0, data, read/write, accessed. */
 export const DATA_ACCESS = 0x93;
+/** Selector of the 32-bit flat code segment the PVH entry starts in. */
+export const BOOT_CS32 = 0x20;
 /** Flag nibble for 64-bit code: G=1, L=1. */
 export const FLAGS_CODE64 = 0xa;
+/** Flag nibble for 32-bit code: G=1, D=1. */
+export const FLAGS_CODE32 = 0xc;
 /** Flag nibble for flat data: G=1, D/B=1. */
 export const FLAGS_DATA = 0xc;
 
@@ -92,12 +98,13 @@ export function decodeSegment(descriptor: bigint): SegmentFields {
   };
 }
 
-/** The boot GDT: two null slots, then __BOOT_CS and __BOOT_DS. */
+/** The boot GDT: two null slots, __BOOT_CS, __BOOT_DS, then the PVH entry's 32-bit code. */
 export const BOOT_GDT: readonly bigint[] = [
   0n,
   0n,
   gdtEntry(0, 0xfffff, CODE_ACCESS, FLAGS_CODE64),
   gdtEntry(0, 0xfffff, DATA_ACCESS, FLAGS_DATA),
+  gdtEntry(0, 0xfffff, CODE_ACCESS, FLAGS_CODE32),
 ];
 
 /** A GDTR value: the table's address and its limit (size - 1). */

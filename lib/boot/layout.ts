@@ -2,10 +2,18 @@
  * launcher writes before the first instruction runs; everything else is the
  * kernel's. Addresses are guest physical. :*/
 
-/** GDT for the boot segments (4 entries). */
+/** GDT for the boot segments (5 entries, to 0x528). */
 export const GDT_ADDR = 0x500;
 /** An empty IDT: the kernel installs its own before enabling interrupts. */
-export const IDT_ADDR = 0x520;
+export const IDT_ADDR = 0x530;
+/** PVH entry: the struct hvm_start_info handed to the kernel in ebx. */
+export const PVH_START_INFO_ADDR = 0x6000;
+/** PVH entry: the module list (one hvm_modlist_entry, the initrd). */
+export const PVH_MODLIST_ADDR = 0x6040;
+/** PVH entry: the memory map (hvm_memmap_table_entry array, 24 bytes each). */
+export const PVH_MEMMAP_ADDR = 0x6080;
+/** End (exclusive) of the PVH area: the zero page starts here. */
+export const PVH_AREA_END = 0x7000;
 /** The zero page (struct boot_params) handed to the kernel in rsi. */
 export const ZERO_PAGE_ADDR = 0x7000;
 /** Boot stack top for entry (grows down, below the zero page). */

@@ -11,7 +11,10 @@
  * one: a zero hdr.version, for instance, is how early setup decides it has
  * not yet copied the zero page. So for an ELF kernel we write a minimal
  * header of our own: the signature, the boot flag, protocol 2.15 and the
- * 16 MiB alignment x86_64 kernels are linked for. :*/
+ * 16 MiB alignment x86_64 kernels are linked for.
+ *
+ * One more field is ours when the machine has ACPI tables: acpi_rsdp_addr
+ * (protocol 2.14) names the RSDP, so the kernel need not scan for it. :*/
 
 import type { GuestMemory } from "../memory.ts";
 import {
@@ -49,6 +52,8 @@ export interface ZeroPageOptions {
     | undefined;
   /** The memory map. */
   readonly e820: readonly E820Entry[];
+  /** Where the ACPI RSDP is, for acpi_rsdp_addr; absent for a machine without ACPI tables. */
+  readonly rsdp?: number | undefined;
 }
 
 function low32(value: number): number {
@@ -121,5 +126,6 @@ export function buildZeroPage(
     setField(page, "ext_ramdisk_size", high32(initrd.size));
   }
   writeE820(page, options.e820);
+  if (options.rsdp !== undefined) setField(page, "acpi_rsdp_addr", BigInt(options.rsdp));
   return ZERO_PAGE_ADDR;
 }

@@ -1,8 +1,9 @@
 /*L:310 Every return from KVM_RUN lands here. This function is the whole
  * policy of the vCPU thread: port and MMIO accesses go to the bus, a triple
- * fault or a keyboard-controller reset ends the VM cleanly, and anything we
- * did not expect (an emulation failure, a failed entry, an exit reason we do
- * not know) stops the VM with one line that says what happened and where.
+ * fault, a keyboard-controller reset or an ACPI power-off ends the VM
+ * cleanly, and anything we did not expect (an emulation failure, a failed
+ * entry, an exit reason we do not know) stops the VM with one line that
+ * says what happened and where.
  * It reads the kvm_run page through a DataView and never calls into KVM, so
  * the tests feed it hand-made exits without a VM. :*/
 
@@ -105,7 +106,9 @@ function pioExit(run: DataView, ctx: ExitContext): ExitResult {
     }
     if (out) {
       const action = range.device.write(port - range.base, size, readLe(run, off, size));
-      if (action === "reset") return { kind: "stop", clean: true, reason: `reset requested by ${range.device.name}` };
+      if (action !== undefined) {
+        return { kind: "stop", clean: true, reason: `${action} requested by ${range.device.name}` };
+      }
     } else {
       writeLe(run, off, size, range.device.read(port - range.base, size));
     }
@@ -131,7 +134,9 @@ function mmioExit(run: DataView, ctx: ExitContext): ExitResult {
   const size = len === 8 ? 8 : len >= 4 ? 4 : len >= 2 ? 2 : 1;
   if (write) {
     const action = range.device.write(addr - range.base, size, readLe(run, data, size));
-    if (action === "reset") return { kind: "stop", clean: true, reason: `reset requested by ${range.device.name}` };
+    if (action !== undefined) {
+      return { kind: "stop", clean: true, reason: `${action} requested by ${range.device.name}` };
+    }
   } else {
     writeLe(run, data, size, range.device.read(addr - range.base, size));
   }

@@ -64,6 +64,8 @@ export const KVM = {
   GET_LAPIC: ior(KVMIO, 0x8e, S.KVM_LAPIC_STATE.size),
   SET_LAPIC: iow(KVMIO, 0x8f, S.KVM_LAPIC_STATE.size),
   SET_CPUID2: iow(KVMIO, 0x90, S.KVM_CPUID2.size),
+  GET_MP_STATE: ior(KVMIO, 0x98, S.KVM_MP_STATE.size),
+  SET_MP_STATE: iow(KVMIO, 0x99, S.KVM_MP_STATE.size),
 } as const;
 
 /** KVM_CHECK_EXTENSION capability numbers we ask about. */
@@ -79,7 +81,9 @@ export const KVM_CAP = {
   IRQFD: 32,
   IRQ_ROUTING: 25,
   SIGNAL_MSI: 77,
+  TSC_DEADLINE_TIMER: 72,
   IMMEDIATE_EXIT: 136,
+  MP_STATE: 14,
   MAX_VCPUS: 66,
 } as const;
 
@@ -99,6 +103,16 @@ export const KVM_EXIT = {
   NMI: 16,
   INTERNAL_ERROR: 17,
   SYSTEM_EVENT: 24,
+} as const;
+
+/** kvm_mp_state values (KVM_MP_STATE_*): where a vCPU is in the INIT/SIPI dance. */
+export const MP_STATE = {
+  RUNNABLE: 0,
+  /** An application processor waiting for INIT and SIPI; KVM_RUN sleeps in the kernel until they come. */
+  UNINITIALIZED: 1,
+  INIT_RECEIVED: 2,
+  HALTED: 3,
+  SIPI_RECEIVED: 4,
 } as const;
 
 /** KVM_EXIT_SYSTEM_EVENT types. */

@@ -258,6 +258,13 @@ export const KVM_LAPIC_STATE = {
   fields: { regs: f(0, 1024) },
 } as const satisfies Layout;
 
+/** A vCPU's multiprocessing state (KVM_GET_MP_STATE / KVM_SET_MP_STATE): one of ioctl.ts's MP_STATE values. */
+export const KVM_MP_STATE = {
+  c: "struct kvm_mp_state",
+  size: 4,
+  fields: { mp_state: f(0, 4) },
+} as const satisfies Layout;
+
 /** Every layout, for the checker. */
 export const ALL_LAYOUTS: readonly Layout[] = [
   KVM_RUN,
@@ -279,6 +286,7 @@ export const ALL_LAYOUTS: readonly Layout[] = [
   KVM_MSI,
   KVM_PIT_CONFIG,
   KVM_LAPIC_STATE,
+  KVM_MP_STATE,
 ];
 
 /** Reads an unsigned member (1, 2, 4 or 8 bytes) at `base` + its offset. */

@@ -16,6 +16,7 @@ import {
   KVM_DTABLE,
   KVM_FPU,
   KVM_LAPIC_STATE,
+  KVM_MP_STATE,
   KVM_MSR_ENTRY,
   KVM_MSRS,
   KVM_REGS,
@@ -264,6 +265,20 @@ export class Vcpu {
     ioctl(this.#fd, KVM.GET_LAPIC, buf, "KVM_GET_LAPIC");
     edit(new DataView(buf.buffer));
     ioctl(this.#fd, KVM.SET_LAPIC, buf, "KVM_SET_LAPIC");
+  }
+
+  /** KVM_GET_MP_STATE: one of ioctl.ts's MP_STATE values. */
+  mpState(): number {
+    const buf = new Uint8Array(KVM_MP_STATE.size);
+    ioctl(this.#fd, KVM.GET_MP_STATE, buf, "KVM_GET_MP_STATE");
+    return getField(new DataView(buf.buffer), 0, KVM_MP_STATE.fields.mp_state);
+  }
+
+  /** KVM_SET_MP_STATE. */
+  setMpState(state: number): void {
+    const buf = new Uint8Array(KVM_MP_STATE.size);
+    setField(new DataView(buf.buffer), 0, KVM_MP_STATE.fields.mp_state, state);
+    ioctl(this.#fd, KVM.SET_MP_STATE, buf, "KVM_SET_MP_STATE");
   }
 
   /** Unmaps kvm_run and closes the descriptor; safe twice. */

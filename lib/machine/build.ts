@@ -11,20 +11,22 @@
 import { GuestMemory, type LoadTarget, MemoryLayout } from "../memory.ts";
 import { Kvm } from "../kvm/kvm.ts";
 import { Vm } from "../kvm/vm.ts";
-import { Vcpu } from "../kvm/vcpu.ts";
-import { BOOT_MSRS, guestCpuid, setLongModeEntry, wireLapic } from "../kvm/cpu_setup.ts";
+import type { Vcpu } from "../kvm/vcpu.ts";
+import { cpuCount, createVcpus } from "./vcpus.ts";
 import { type LoadedKernel, loadKernelImage } from "../boot/kernel.ts";
 import { type InitrdPlacement, placeInitrd } from "../boot/initrd.ts";
 import { encodeCmdline, joinCmdline, writeCmdline } from "../boot/cmdline.ts";
 import { readImageFile } from "../boot/file.ts";
-import { e820ForMemory, validateMemorySize } from "../boot/e820.ts";
+import { E820_RESERVED, type E820Entry, e820ForMemory, validateMemorySize } from "../boot/e820.ts";
 import { buildZeroPage } from "../boot/zeropage.ts";
-import { buildIdentityMap } from "../boot/pagetables.ts";
-import { BOOT_CS, BOOT_DS, writeGdt } from "../boot/gdt.ts";
+import { writeGdt } from "../boot/gdt.ts";
 import { writeMpTable } from "../boot/mptable.ts";
-import { BOOT_STACK_TOP, IDT_ADDR, KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, ZERO_PAGE_ADDR } from "../boot/layout.ts";
+import { buildAcpiTables } from "../boot/acpi/build.ts";
+import { BootError, span } from "../boot/errors.ts";
+import { KVM_IDENTITY_MAP_ADDR, KVM_TSS_ADDR, VIRTIO_MMIO_SIZE } from "../boot/layout.ts";
 import { layoutMmio, mmioCmdline, type MmioSlot } from "../virtio/mmio/set.ts";
 import { type BootInfo, type MachineConfig, MAX_MEMORY_MIB } from "./config.ts";
+import { chooseEntry, setBootEntry } from "./entry.ts";
 
 /** The kernel and initrd files, read once. */
 interface BootImages {
@@ -50,8 +52,8 @@ export interface MachineParts {
   readonly vm: Vm;
   /** Guest RAM, with the kernel, initrd and boot data in place. */
   readonly memory: GuestMemory;
-  /** vCPU 0, at the kernel's 64-bit entry. */
-  readonly vcpu: Vcpu;
+  /** The vCPUs, index = APIC id: vCPU 0 at the kernel's entry, the others waiting for INIT/SIPI (L:118). */
+  readonly vcpus: readonly Vcpu[];
   /** What went where. */
   readonly info: BootInfo;
 }
@@ -59,14 +61,16 @@ export interface MachineParts {
 /**
  * Checks the memory size, the devices' count, the kernel, the initrd and the command line, opening
  * nothing but the kernel and initrd files.
- * @throws RangeError for a bad memory size or too many devices; BootError for images that cannot boot
+ * @throws RangeError for a bad memory size, vCPU count or too many devices; BootError for images that cannot boot
  */
 export function planBoot(config: MachineConfig): BootPlan {
   const bytes = memoryBytes(config.memoryMiB);
   validateMemorySize(bytes);
+  cpuCount(config.cpus);
   const slots = layoutMmio(config.devices ?? []);
   const images = readImages(config);
-  placeImages(new MemoryLayout(bytes), config, images, mmioCmdline(slots));
+  const { kernel } = placeImages(new MemoryLayout(bytes), config, images, declarations(config, slots));
+  chooseEntry(kernel, config.entry, config.kernel);
   return { bytes, slots, images };
 }
 
@@ -88,23 +92,10 @@ export function assemble(config: MachineConfig, plan: BootPlan, undo: Array<() =
   undo.push(() => memory.close());
   vm.mapMemory(memory.hostAddress, memory.regions);
 
-  const info = layOut(memory, config, plan.images, mmioCmdline(plan.slots));
-  const vcpu = Vcpu.create(kvm, vm, 0);
-  undo.push(() => vcpu.close());
-  vcpu.setCpuid(guestCpuid(kvm, 0));
-  vcpu.setMsrs(BOOT_MSRS);
-  setLongModeEntry(vcpu, {
-    entry: info.kernel.entry,
-    zeroPage: ZERO_PAGE_ADDR,
-    cr3: buildIdentityMap(memory),
-    gdt: info.gdt,
-    idt: { base: IDT_ADDR, limit: 0 },
-    codeSelector: BOOT_CS,
-    dataSelector: BOOT_DS,
-    stack: BOOT_STACK_TOP,
-  });
-  wireLapic(vcpu);
-  return { kvm, vm, memory, vcpu, info };
+  const info = layOut(memory, config, plan);
+  const vcpus = createVcpus(kvm, vm, cpuCount(config.cpus), undo);
+  setBootEntry(vcpus[0]!, memory, info);
+  return { kvm, vm, memory, vcpus, info };
 }
 
 function memoryBytes(mib: number): number {
@@ -139,22 +130,46 @@ function placeImages(
   return { kernel, initrd, cmdline };
 }
 
+/*L:116 How the guest learns where its devices are. A kernel with ACPI reads
+ * the DSDT, which names each virtio-mmio window and its interrupt, so the
+ * command line stays the user's own. A kernel without ACPI (the project's
+ * tinyconfig build, the test guest) gets the original launcher's answer, one
+ * virtio_mmio.device= word per device appended to its command line; those
+ * machines are built with `acpi: false` and have no ACPI tables at all. :*/
+function declarations(config: MachineConfig, slots: readonly MmioSlot[]): string[] {
+  return config.acpi === false ? mmioCmdline(slots) : [];
+}
+
 /*L:115 The boot data, in dependency order: the kernel first (its size and
  * limits decide where the initrd may go and how long the command line may
  * be), then the initrd, the command line, and last the zero page that points
- * at all of them. The GDT and the MP table (how Linux finds the IOAPIC that
- * routes our devices' interrupts) sit in low memory the kernel leaves alone. :*/
-function layOut(
-  memory: GuestMemory,
-  config: MachineConfig,
-  images: BootImages,
-  extraArgs: readonly string[],
-): BootInfo {
-  const { kernel, initrd, cmdline } = placeImages(memory, config, images, extraArgs);
+ * at all of them. The GDT, the MP table (how a kernel without ACPI finds the
+ * IOAPIC that routes our devices' interrupts) and the ACPI tables (the same
+ * facts, and the devices, for a kernel with ACPI) sit in low memory the
+ * kernel leaves alone; both tables are built for the same CPUs and IOAPIC,
+ * so a kernel sees one machine whichever it reads. Exported so the host
+ * tests can lay a machine out in plain memory, without KVM. :*/
+export function layOut(memory: GuestMemory, config: MachineConfig, plan: BootPlan): BootInfo {
+  const { kernel, initrd, cmdline } = placeImages(memory, config, plan.images, declarations(config, plan.slots));
   const placed = writeCmdline(memory, cmdline, kernel.cmdlineSize);
   const e820 = e820ForMemory(memory);
-  buildZeroPage(memory, { setupHeader: kernel.setupHeader, cmdline: placed, initrd, e820 });
+  const cpus = config.cpus ?? 1;
+  const rsdp = config.acpi === false ? undefined : writeAcpi(memory, e820, cpus, plan.slots);
+  buildZeroPage(memory, { setupHeader: kernel.setupHeader, cmdline: placed, initrd, e820, rsdp });
   const gdt = writeGdt(memory);
-  writeMpTable(memory, { cpus: 1 });
-  return { kernel, initrd, cmdline, e820, gdt };
+  writeMpTable(memory, { cpus });
+  return { kernel, initrd, cmdline, e820, gdt, rsdp, entry: chooseEntry(kernel, config.entry, config.kernel) };
+}
+
+/** Builds the ACPI tables for the machine, copies them into guest RAM and returns the RSDP's address. */
+function writeAcpi(memory: GuestMemory, e820: readonly E820Entry[], cpus: number, slots: readonly MmioSlot[]): number {
+  const virtioMmio = slots.map((s) => ({ base: s.base, size: VIRTIO_MMIO_SIZE, irq: s.irq }));
+  const tables = buildAcpiTables({ cpus, virtioMmio });
+  const end = tables.at + tables.bytes.length;
+  // The kernel must read the tables and never reuse their memory: they have to lie in a reserved range.
+  if (!e820.some((e) => e.type === E820_RESERVED && e.addr <= tables.at && end <= e.addr + e.size)) {
+    throw new BootError(`ACPI tables at ${span(tables.at, tables.bytes.length)} are not in a reserved e820 range`);
+  }
+  memory.write(tables.at, tables.bytes, "ACPI tables");
+  return tables.rsdpAt;
 }

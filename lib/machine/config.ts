@@ -5,6 +5,8 @@ import type { InitrdPlacement } from "../boot/initrd.ts";
 import type { E820Entry } from "../boot/e820.ts";
 import type { VcpuExit } from "../vcpu_protocol.ts";
 import type { VirtioDevice } from "../virtio/device.ts";
+import type { BootEntry, EntryChoice } from "./entry.ts";
+import type { BootTimings } from "../timings.ts";
 
 /** How to build a machine. */
 export interface MachineConfig {
@@ -33,6 +35,28 @@ export interface MachineConfig {
    * them, and so does `Machine.close`.
    */
   devices?: readonly VirtioDevice[] | undefined;
+  /**
+   * Describe the machine with ACPI tables (default true): an RSDP in the BIOS area, a DSDT that
+   * declares COM1 and every virtio device, and power-off through the FADT's sleep register. With
+   * false there are no ACPI tables and the devices are declared with `virtio_mmio.device=` words on
+   * the command line instead, for kernels built without CONFIG_ACPI.
+   */
+  acpi?: boolean | undefined;
+  /** vCPUs (default 1, 1..64): local APIC ids 0..cpus-1 in the MP table and the MADT. */
+  cpus?: number | undefined;
+  /**
+   * How the boot vCPU enters the kernel (default "auto"): "auto" takes the 32-bit PVH entry when the
+   * kernel is an ELF with Xen's PHYS32_ENTRY note and Linux's 64-bit boot protocol otherwise; "pvh"
+   * insists on the note; "linux64" always takes the 64-bit boot protocol.
+   */
+  entry?: EntryChoice | undefined;
+  /**
+   * Where to note the boot's phases (`BootTimings.start()` from lib/timings.ts, made as early as the
+   * caller can): the machine marks the vCPU Worker's modules loaded, the VM built, the kernel entered,
+   * the first console byte, every boot-timer write (each also printed on stderr), the guest stopped
+   * and the machine torn down; the caller marks "runtime up" and reads `report()` after close().
+   */
+  timings?: BootTimings | undefined;
 }
 
 /** What the launcher placed where, for --verbose and tests. */
@@ -47,10 +71,17 @@ export interface BootInfo {
   e820: readonly E820Entry[];
   /** Where the boot GDT is. */
   gdt: { base: number; limit: number };
+  /** Where the ACPI RSDP is (also in boot_params.acpi_rsdp_addr); undefined with `acpi: false`. */
+  rsdp: number | undefined;
+  /** The entry the boot vCPU starts at: the PVH entry, or Linux's 64-bit boot protocol. */
+  entry: BootEntry;
 }
 
 /** How a run ended. */
 export type RunResult = VcpuExit;
+
+/** The most vCPUs we accept (`MachineConfig.cpus`). */
+export const MAX_CPUS = 64;
 
 /** The most guest RAM we accept, in MiB (1 TiB). */
 export const MAX_MEMORY_MIB = 1024 * 1024;

@@ -1,10 +1,10 @@
-/*L:420 One run() of a machine, where the two threads meet. The main
- * thread makes the event loop, the mailbox that carries the vCPU's
- * forwarded register writes, the devices' transports with their doorbells
- * and interrupt lines, and the keyboard's wiring; then it hands the vCPU's
- * Worker its numbers and serves until one of two things ends the run: the
- * vCPU stops (the guest reset or powered off, or someone asked it to stop),
- * or the loop fails (its wait, an interrupt that cannot be raised, a
+/*L:420 One run() of a machine, where the threads meet. The main
+ * thread makes the event loop, one mailbox per vCPU for its forwarded
+ * register writes (V:241), the devices' transports with their doorbells
+ * and interrupt lines, and the keyboard's wiring; then it hands each vCPU's
+ * Worker its numbers and serves until one of two things ends the run: a
+ * vCPU stops (the guest reset or powered off on any of them, or someone
+ * asked them to stop), or the loop fails (its wait, an interrupt that cannot be raised, a
  * handler). In the second case nothing serves the devices any more, so the
  * vCPU is stopped before they are torn down, and run() rejects with the
  * loop's one-line error. Either way the session's own descriptors are given
@@ -16,6 +16,7 @@ import type { Vcpu } from "../kvm/vcpu.ts";
 import { EventLoop } from "../eventloop.ts";
 import { ConsoleInput, consoleInputTarget } from "../console_input.ts";
 import { COM1_IRQ, Serial8250 } from "../devices/serial.ts";
+import { I8042 } from "../devices/i8042.ts";
 import { close, drainEventfd, eventfd } from "../sys/calls.ts";
 import { EPOLL } from "../sys/epoll.ts";
 import type { VcpuThread } from "../vcpu_thread.ts";
@@ -29,8 +30,10 @@ import type { MachineConfig } from "./config.ts";
 export interface SessionParts {
   readonly vm: Vm;
   readonly memory: GuestMemory;
-  readonly vcpu: Vcpu;
-  readonly thread: VcpuThread;
+  /** The vCPUs, index = APIC id, and their Workers, in the same order. */
+  readonly vcpus: readonly Vcpu[];
+  /** See vcpus. */
+  readonly threads: readonly VcpuThread[];
   readonly slots: readonly MmioSlot[];
   /** The UART's shared state, the same for the main thread and the vCPU thread. */
   readonly serial: SharedArrayBuffer;
@@ -43,7 +46,7 @@ export interface SessionParts {
 export interface SessionControl {
   /** Asks the vCPU to stop (three Ctrl-C). */
   stop(): void;
-  /** Stops the vCPU and resolves once it is out of KVM_RUN (true) or was given up on (false). */
+  /** Stops every vCPU and resolves once all are out of KVM_RUN (true) or one was given up on (false). */
   halt(): Promise<boolean>;
 }
 
@@ -65,20 +68,21 @@ export class RunSession {
   }
 
   /**
-   * Serves the guest until the vCPU stops.
-   * @returns how the vCPU's run ended
-   * @throws what ended the event loop; the vCPU is out of KVM_RUN (or given up on) by then
+   * Serves the guest until a vCPU ends the run (or all are stopped), then stops the others.
+   * @returns how the run ended (L:421)
+   * @throws what ended the event loop; every vCPU is out of KVM_RUN (or given up on) by then
    */
   async serve(): Promise<VcpuExit> {
-    const { vm, memory, vcpu, thread, slots, config } = this.#parts;
+    const { vm, memory, vcpus, threads, slots, config } = this.#parts;
     const loop = new EventLoop();
     const fds: number[] = [];
     let input: { close(): void } | undefined;
     try {
       const spaceFd = eventfd();
       fds.push(spaceFd);
-      const mailbox = { shared: MailboxServer.shared(), fd: eventfd() };
+      const mailbox = { shared: vcpus.map(() => MailboxServer.shared()), fd: eventfd() };
       fds.push(mailbox.fd);
+      const i8042 = I8042.sharedState();
       const verbose = config.verbose ?? false;
       const log = (line: string, always = false) => {
         if (always || verbose) console.error(`lguest: ${line}`);
@@ -86,30 +90,40 @@ export class RunSession {
       this.#devices = new MmioDevices(slots, vm, memory, loop, mailbox, log);
       const serial = new Serial8250(this.#parts.serial, { irq: (level) => vm.irqLine(COM1_IRQ, level) });
       input = this.#wireInput(loop, serial, spaceFd);
-      await thread.start({
-        id: 0,
-        vcpuFd: vcpu.fd,
-        vmFd: vm.fd,
-        runAddress: vcpu.runAddress.toString(),
-        runSize: vcpu.runSize,
-        consoleFd: config.consoleOutputFd ?? 1,
-        serial: this.#parts.serial,
-        spaceFd,
-        control: new SharedArrayBuffer(16),
-        virtio: slots.map((s) => ({ name: s.device.name, base: s.base, image: s.image })),
-        mailbox: mailbox.shared,
-        mailboxFd: mailbox.fd,
-        verbose,
-      });
+      const hvcOut = config.timings && (() => config.timings?.mark("first console byte")); // a phase (L:430)
+      for (const d of config.devices ?? []) if (d instanceof ConsoleDevice) d.onOutput(hvcOut);
+      await Promise.all(threads.map((thread, id) =>
+        thread.start({
+          id,
+          vcpuFd: vcpus[id]!.fd,
+          vmFd: vm.fd,
+          runAddress: vcpus[id]!.runAddress.toString(),
+          runSize: vcpus[id]!.runSize,
+          consoleFd: config.consoleOutputFd ?? 1,
+          serial: this.#parts.serial,
+          i8042,
+          spaceFd,
+          control: new SharedArrayBuffer(16),
+          virtio: slots.map((s) => ({ name: s.device.name, base: s.base, image: s.image })),
+          mailbox: mailbox.shared[id]!,
+          mailboxFd: mailbox.fd,
+          verbose,
+          acpi: config.acpi !== false,
+          timings: config.timings?.shared,
+        })
+      ));
       const running = loop.run();
-      const result = await Promise.race([thread.done, running.then(() => thread.done)]);
+      const first = Promise.race(threads.map((t) => t.done));
+      const ended = await Promise.race([first, running.then(() => first)]);
+      // Whichever vCPU ended the run, the others stop too before anything is reported.
+      await this.#control.halt();
       loop.stop();
       await running;
-      // A vCPU given up on (L:415) keeps its own reason: that is what the user must hear about.
+      const result = verdict(ended, await Promise.all(threads.map((t) => t.done)));
       if (!this.#aborted || !result.clean) return result;
       return { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" };
     } finally {
-      // The vCPU first: once it is out of KVM_RUN nothing reaches the devices from the guest's side.
+      // The vCPUs first: once they are out of KVM_RUN nothing reaches the devices from the guest's side.
       await this.#control.halt();
       input?.close();
       this.#devices?.close();
@@ -155,4 +169,13 @@ export class RunSession {
     this.#aborted = true;
     this.#control.stop();
   }
+}
+
+/*L:421 One verdict for many vCPUs. The vCPU that ended the run speaks for
+ * it (its reset, power-off or failure), unless another vCPU went wrong on
+ * the way out: a vCPU given up on (L:415) keeps its own reason, since that
+ * is what the user must hear about. The exit counts add up. :*/
+function verdict(ended: VcpuExit, all: readonly VcpuExit[]): VcpuExit {
+  const worst = ended.clean ? all.find((r) => !r.clean) ?? ended : ended;
+  return { ...worst, exits: all.reduce((n, r) => n + r.exits, 0) };
 }

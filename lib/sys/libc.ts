@@ -50,6 +50,7 @@ const SYMBOLS = {
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" }, // int socket(int domain, int type, int protocol)
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" }, // int socketpair(int domain, int type, int protocol, int sv[2])
   setns: { parameters: ["i32", "i32"], result: "i32" }, // int setns(int fd, int nstype)
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" }, // int clock_gettime(clockid_t clk, struct timespec *tp)
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The symbols of this thread's libc handle. */

@@ -35,6 +35,7 @@ if (Deno.args[0] === "--worker") {
   const machine = Machine.create({
     memoryMiB: 128,
     kernel: guest,
+    acpi: false,
     consoleOutputFd: devnull,
     consoleInputFd: null,
     devices: bare ? [] : [new ConsoleDevice({ outputFd: devnull })],

@@ -67,9 +67,12 @@ export async function runWithMarker(
   return out;
 }
 
-/** The command that runs the lguest launcher. */
+/**
+ * The command that runs the lguest launcher. Both guests the bench boots (the test guest and the
+ * project's Linux build) are built without ACPI, so their devices are declared on the command line.
+ */
 export function lguestCommand(ctx: BenchContext, args: readonly string[]): string[] {
-  return [Deno.execPath(), "run", "-A", `${ctx.root}cli.ts`, ...args];
+  return [Deno.execPath(), "run", "-A", `${ctx.root}cli.ts`, "--no-acpi", ...args];
 }
 
 /**

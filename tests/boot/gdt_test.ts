@@ -1,11 +1,12 @@
 import { deepEqual, equal } from "node:assert/strict";
-import { BOOT_CS, BOOT_DS, BOOT_GDT, decodeSegment, gdtEntry, writeGdt } from "../../lib/boot/gdt.ts";
-import { GDT_ADDR } from "../../lib/boot/layout.ts";
+import { BOOT_CS, BOOT_CS32, BOOT_DS, BOOT_GDT, decodeSegment, gdtEntry, writeGdt } from "../../lib/boot/gdt.ts";
+import { GDT_ADDR, IDT_ADDR } from "../../lib/boot/layout.ts";
 import { MiB, withMemory } from "./images.ts";
 
 Deno.test("gdt: the boot descriptors have the canonical encodings", () => {
   equal(BOOT_GDT[BOOT_CS / 8], 0x00af_9b00_0000_ffffn);
   equal(BOOT_GDT[BOOT_DS / 8], 0x00cf_9300_0000_ffffn);
+  equal(BOOT_GDT[BOOT_CS32 / 8], 0x00cf_9b00_0000_ffffn);
   equal(BOOT_GDT[0], 0n);
   equal(BOOT_GDT[1], 0n);
 });
@@ -29,6 +30,21 @@ Deno.test("gdt: the code segment is 64-bit, ring 0, present, flat", () => {
   equal(ds.l, 0);
 });
 
+Deno.test("gdt: the PVH code segment is 32-bit, ring 0, present, flat", () => {
+  deepEqual(decodeSegment(BOOT_GDT[BOOT_CS32 / 8]!), {
+    base: 0,
+    limit: 0xfffff,
+    type: 0xb,
+    s: 1,
+    dpl: 0,
+    present: 1,
+    avl: 0,
+    l: 0,
+    db: 1,
+    g: 1,
+  });
+});
+
 Deno.test("gdt: encode/decode round trip", () => {
   for (
     const [base, limit, access, flags] of [
@@ -48,8 +64,10 @@ Deno.test("gdt: encode/decode round trip", () => {
 
 Deno.test("gdt: writeGdt puts the table at GDT_ADDR", () => {
   withMemory(4 * MiB, (mem) => {
-    deepEqual(writeGdt(mem), { base: GDT_ADDR, limit: 31 });
+    deepEqual(writeGdt(mem), { base: GDT_ADDR, limit: 39 });
     equal(mem.readU64(GDT_ADDR + BOOT_CS), BOOT_GDT[2]);
     equal(mem.readU64(GDT_ADDR + BOOT_DS), BOOT_GDT[3]);
+    equal(mem.readU64(GDT_ADDR + BOOT_CS32), BOOT_GDT[4]);
+    equal(GDT_ADDR + BOOT_GDT.length * 8 <= IDT_ADDR, true, "the GDT ends before the IDT");
   });
 });

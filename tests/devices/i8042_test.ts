@@ -87,3 +87,16 @@ Deno.test("i8042: PostCodePort swallows writes and reads 0xff", () => {
   assert.equal(p.last, 0x34);
   assert.equal(p.read(), 0xff);
 });
+
+Deno.test("i8042: two vCPU threads' views share one controller: a command byte written on one is read on the other", () => {
+  const shared = I8042.sharedState();
+  const a = new I8042(shared);
+  const b = new I8042(shared);
+  a.write(CMD, 1, 0x60); // write the command byte: the next data byte is it
+  b.write(DATA, 1, 0x47);
+  b.write(CMD, 1, 0x20); // read the command byte
+  assert.equal(a.read(CMD, 1) & OBF, OBF, "the answer is waiting for either thread");
+  assert.equal(a.read(DATA, 1), 0x47);
+  assert.equal(b.read(CMD, 1) & OBF, 0, "and is gone once read");
+  assert.equal(new I8042().read(CMD, 1) & OBF, 0, "a controller of its own shares nothing");
+});

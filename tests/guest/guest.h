@@ -10,12 +10,14 @@ typedef unsigned long u64;
 #define COM1 0x3f8
 #define IOAPIC_BASE 0xfec00000UL
 #define LAPIC_BASE 0xfee00000UL
+#define BOOT_TIMER 0xc0000000UL	/* lib/devices/boot_timer.ts: a byte written here is timed */
 
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
 static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 static inline void mmio_write32(u64 addr, u32 v) { *(volatile u32 *)addr = v; }
 static inline u32 mmio_read32(u64 addr) { return *(volatile u32 *)addr; }
 static inline u8 mmio_read8(u64 addr) { return *(volatile u8 *)addr; }
+static inline void mmio_write8(u64 addr, u8 v) { *(volatile u8 *)addr = v; }
 static inline void barrier(void) { __asm__ volatile("mfence" ::: "memory"); }
 
 void putc(char c);

@@ -93,6 +93,7 @@ const config = (kernel: string, disk: string): MachineConfig => ({
   kernel,
   cmdline: "lguest.echo",
   consoleInputFd: null,
+  acpi: false,
   devices: [BlockDevice.open(disk), new RngDevice()],
 });
 
@@ -126,7 +127,7 @@ async function cliStuck(kernel: string): Promise<void> {
   close(1);
   const one = fcntl(writeEnd, F.DUPFD, 1);
   if (one !== 1) throw new Error(`could not put the socket at fd 1 (got ${one})`);
-  const status = main(["64", kernel, "lguest.echo"]);
+  const status = main(["--no-acpi", "64", kernel, "lguest.echo"]);
   await untilWriting(1, 120_000);
   say("VCPU-BLOCKED");
   const t0 = performance.now();
@@ -137,7 +138,7 @@ async function cliStuck(kernel: string): Promise<void> {
 }
 
 async function loopFails(kernel: string, disk: string): Promise<void> {
-  await Machine.create({ memoryMiB: 64, kernel, consoleInputFd: null }).close();
+  await Machine.create({ memoryMiB: 64, kernel, consoleInputFd: null, acpi: false }).close();
   const before = openFds();
   console.log(`FDS-BEFORE ${before}`);
   const m = Machine.create(config(kernel, disk));

@@ -22,6 +22,7 @@ await using machine = Machine.create({
   kernel,
   cmdline: "flood",
   consoleInputFd: null,
+  acpi: false,
   devices,
 });
 const running = machine.run();

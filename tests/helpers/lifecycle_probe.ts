@@ -31,6 +31,7 @@ const config = (): MachineConfig => ({
   kernel,
   cmdline: "lguest.echo",
   consoleInputFd: null,
+  acpi: false,
   devices: [BlockDevice.open(disk), new RngDevice()],
 });
 
@@ -139,7 +140,7 @@ if (scenario === undefined) {
   Deno.exit(2);
 }
 
-await Machine.create({ memoryMiB: 64, kernel, consoleInputFd: null }).close();
+await Machine.create({ memoryMiB: 64, kernel, consoleInputFd: null, acpi: false }).close();
 const before = openFds();
 console.log(`FDS-BEFORE ${before}`);
 const m = await scenario();

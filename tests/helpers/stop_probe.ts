@@ -23,7 +23,13 @@ if (mode === "cli") {
   await linger();
   Deno.exit(status);
 } else if (mode === "machine" && rest[0] !== undefined) {
-  const machine = Machine.create({ memoryMiB: 64, kernel: rest[0], cmdline: "lguest.echo", consoleInputFd: null });
+  const machine = Machine.create({
+    memoryMiB: 64,
+    kernel: rest[0],
+    cmdline: "lguest.echo",
+    consoleInputFd: null,
+    acpi: false,
+  });
   const running = machine.run();
   const reader = Deno.stdin.readable.getReader();
   await reader.read();

@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import * as S from "../../lib/kvm/structs.ts";
-import { KVM, KVM_CAP, KVM_CONST, KVM_EXIT, KVM_SYSTEM_EVENT } from "../../lib/kvm/ioctl.ts";
+import { KVM, KVM_CAP, KVM_CONST, KVM_EXIT, KVM_SYSTEM_EVENT, MP_STATE } from "../../lib/kvm/ioctl.ts";
 import { BOOT_PARAMS } from "../../lib/boot/bootparam.ts";
 import { EPOLL } from "../../lib/sys/epoll.ts";
 import { type Check, hasGcc, layoutChecks, macroChecks, runProbe } from "./layout_probe.ts";
@@ -71,6 +71,7 @@ Deno.test({
       ...macroChecks("KVM_CAP_", KVM_CAP),
       ...macroChecks("KVM_EXIT_", KVM_EXIT),
       ...macroChecks("KVM_SYSTEM_EVENT_", KVM_SYSTEM_EVENT),
+      ...macroChecks("KVM_MP_STATE_", MP_STATE),
       ...macroChecks("KVM_", KVM_CONST, NO_C_MACRO),
     ]);
   },

@@ -92,6 +92,7 @@ export class ConsoleDevice implements VirtioDevice {
   #lent: Chain[] = [];
   #wantSpace = false;
   #space: (() => void) | undefined;
+  #written: (() => void) | undefined;
   #sizeChanged = false;
   /** The output descriptor is in the event loop, waiting for EPOLLOUT. */
   #watching = false;
@@ -122,6 +123,14 @@ export class ConsoleDevice implements VirtioDevice {
    */
   onSpace(listener: (() => void) | undefined): void {
     this.#space = listener;
+  }
+
+  /**
+   * Sets who to tell each time the guest's output has been written (for --timings' "first console byte").
+   * @param listener called on the main thread; undefined to stop telling anyone
+   */
+  onOutput(listener: (() => void) | undefined): void {
+    this.#written = listener;
   }
 
   #signalSpace(): void {
@@ -198,7 +207,10 @@ export class ConsoleDevice implements VirtioDevice {
   #flushOutput(q: LoopQueue): boolean {
     const { done, blocked } = this.#output.flush(this.#ctx?.memory);
     for (const head of done) q.vq.pushUsed(head, 0);
-    if (done.length > 0) q.interrupt();
+    if (done.length > 0) {
+      this.#written?.();
+      q.interrupt();
+    }
     if (blocked) this.#waitWritable(q);
     return !blocked;
   }

@@ -104,6 +104,26 @@ export class MailboxServer {
   }
 }
 
+/** One mailbox per vCPU, served together (V:241): every client rings the same eventfd. */
+export class MailboxSet {
+  readonly #servers: MailboxServer[];
+
+  /** @param shared one mailbox per vCPU, each from {@link MailboxServer.shared} */
+  constructor(shared: readonly SharedArrayBuffer[]) {
+    this.#servers = shared.map((m) => new MailboxServer(m));
+  }
+
+  /** Applies the write posted in each mailbox, if any, in mailbox order, releasing each vCPU in turn. */
+  serve(apply: (w: ForwardedWrite) => void): void {
+    for (const s of this.#servers) s.serve(apply);
+  }
+
+  /** Releases every waiting vCPU for good (shutdown). */
+  stop(): void {
+    for (const s of this.#servers) s.stop();
+  }
+}
+
 /** A virtio-mmio window as seen from the vCPU thread. */
 export class MmioProxy implements BusDevice {
   readonly name: string;

@@ -21,7 +21,7 @@ import { VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE } from "../../boot/layout.ts";
 import type { VirtioDevice } from "../device.ts";
 import { MmioTransport } from "./transport.ts";
 import { MMIO_REG, MMIO_WINDOW } from "./regs.ts";
-import { MailboxServer } from "./proxy.ts";
+import { MailboxSet } from "./proxy.ts";
 
 /** IRQs handed to virtio devices, in order. */
 export const VIRTIO_IRQS: readonly number[] = [5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23];
@@ -56,11 +56,20 @@ export function mmioCmdline(slots: readonly MmioSlot[]): string[] {
   return slots.map((s) => `virtio_mmio.device=4K@0x${s.base.toString(16)}:${s.irq}`);
 }
 
-/** The live devices: transports, doorbells, interrupts, mailbox. */
+/*V:241 With several vCPUs, several threads may write device registers at
+ * the same moment. Each vCPU has its own mailbox, so two posted writes can
+ * never overwrite each other's slots; they share one eventfd, and when it
+ * rings the main thread serves every mailbox that has a write posted. A post
+ * that lands after that scan rings the eventfd again, so none is missed. The
+ * writes are applied one at a time, on this thread, in whatever order they
+ * are found: the guest's driver holds its own lock across a register
+ * sequence (select a queue, then program it), as it must on real hardware. :*/
+
+/** The live devices: transports, doorbells, interrupts, mailboxes. */
 export class MmioDevices {
   readonly transports: MmioTransport[] = [];
   readonly #fds: number[] = [];
-  readonly #mailbox: MailboxServer;
+  readonly #mailboxes: MailboxSet;
   readonly #loop: EventLoop;
 
   /**
@@ -68,7 +77,7 @@ export class MmioDevices {
    * @param vm for ioeventfd/irqfd registration
    * @param memory guest RAM
    * @param loop the main loop
-   * @param mailbox the shared mailbox and its eventfd
+   * @param mailboxes one shared mailbox per vCPU, and the eventfd they all ring
    * @param log the launcher's logger
    */
   constructor(
@@ -76,14 +85,14 @@ export class MmioDevices {
     vm: Vm,
     memory: GuestMemory,
     loop: EventLoop,
-    mailbox: { shared: SharedArrayBuffer; fd: number },
+    mailboxes: { shared: readonly SharedArrayBuffer[]; fd: number },
     log: (line: string, always?: boolean) => void,
   ) {
     this.#loop = loop;
-    this.#mailbox = new MailboxServer(mailbox.shared);
-    loop.add(mailbox.fd, EPOLL.IN, () => {
-      drainEventfd(mailbox.fd);
-      this.#mailbox.serve((w) => this.transports[w.device]?.write(w.offset, w.size, w.value));
+    this.#mailboxes = new MailboxSet(mailboxes.shared);
+    loop.add(mailboxes.fd, EPOLL.IN, () => {
+      drainEventfd(mailboxes.fd);
+      this.#mailboxes.serve((w) => this.transports[w.device]?.write(w.offset, w.size, w.value));
     });
     for (const slot of slots) {
       const irqFd = this.#eventfd();
@@ -105,14 +114,14 @@ export class MmioDevices {
     return fd;
   }
 
-  /** Releases a vCPU waiting on the mailbox (at shutdown). */
+  /** Releases every vCPU waiting on its mailbox (at shutdown). */
   stop(): void {
-    this.#mailbox.stop();
+    this.#mailboxes.stop();
   }
 
   /** Resets and closes every device, and closes the eventfds. */
   close(): void {
-    this.#mailbox.stop();
+    this.stop();
     for (const t of this.transports) {
       t.reset();
       t.device.close();

@@ -66,6 +66,24 @@ Deno.test(
 );
 
 Deno.test(
+  "console: the output listener (--timings' first console byte) hears of output once it is written",
+  withRig(async (rig) => {
+    let heard = 0;
+    rig.device.onOutput(() => heard++);
+    await rig.kick(CONSOLE_TX);
+    assert.equal(heard, 0, "no output, no call");
+    rig.send(enc.encode("x"));
+    await rig.kick(CONSOLE_TX);
+    assert.equal(heard, 1, "called once the byte was written");
+    assert.equal(dec.decode(rig.output()), "x");
+    rig.device.onOutput(undefined);
+    rig.send(enc.encode("y"));
+    await rig.kick(CONSOLE_TX);
+    assert.equal(heard, 1);
+  }),
+);
+
+Deno.test(
   "console: output larger than one write is split across writes without loss",
   withRig(async (rig) => {
     const big = pattern(3 * OUTPUT_CHUNK + 123);
