@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { buildTestGuest } from "./guest/build.ts";
 import { HAVE_KVM } from "./helpers/launcher.ts";
-import { StreamText } from "./helpers/exposure.ts";
+import { type ProbeRun, runProbe } from "./helpers/probe_run.ts";
 import { leftOpen } from "./helpers/fd_census.ts";
 
 if (!HAVE_KVM) console.log("machine_lifecycle_test: /dev/kvm cannot be opened here; skipping");
@@ -64,50 +64,12 @@ const TABLE: Row[] = [
   { state: "await-using", call: "dispose", guest: true, steps: [STOPPED, "disposed"] },
 ];
 
-interface ProbeRun {
-  code: number;
-  signal: Deno.Signal | null;
-  stdout: string;
-  stderr: string;
-  /** Milliseconds from the probe's last line to its exit, as seen from here. */
-  lingerMs: number;
-}
-
 async function probe(row: Row): Promise<ProbeRun> {
   const guest = await buildTestGuest();
   const dir = await Deno.makeTempDir();
   await Deno.writeFile(`${dir}/disk.img`, new Uint8Array(1024 * 1024));
   try {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", PROBE, row.state, row.call, guest, `${dir}/disk.img`],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const killer = setTimeout(() => child.kill("SIGKILL"), BOOT_MS + 60_000);
-    const stdout = new StreamText(child.stdout);
-    const stderr = new StreamText(child.stderr);
-    const stdin = child.stdin.getWriter();
-    if (row.guest) {
-      await stdout.waitFor("ECHO-READY", BOOT_MS).catch((e) => {
-        throw new Error(`guest did not reach echo mode (stderr: ${stderr.text})`, { cause: e });
-      });
-      await new Promise((r) => setTimeout(r, 500)); // asleep in hlt
-      await stdin.write(new TextEncoder().encode("go\n"));
-    }
-    const status = await child.status;
-    const exitedAt = Date.now();
-    clearTimeout(killer);
-    await stdin.close().catch(() => {});
-    await Promise.all([stdout.done, stderr.done]);
-    const doneAt = Number(/^DONE-AT (\d+)$/m.exec(stdout.text)?.[1]);
-    return {
-      code: status.code,
-      signal: status.signal,
-      stdout: stdout.text,
-      stderr: stderr.text,
-      lingerMs: exitedAt - doneAt,
-    };
+    return await runProbe([PROBE, row.state, row.call, guest, `${dir}/disk.img`], row.guest, BOOT_MS);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -13,7 +13,7 @@
  * against Xen's public header start_info.h (the copy Linux carries, in
  * include/xen/interface/hvm/) with gcc. :*/
 
-import type { Field, Layout } from "../kvm/structs.ts";
+import { type Field, type Layout, setField } from "../kvm/structs.ts";
 import type { GuestMemory } from "../memory.ts";
 import type { E820Entry } from "./e820.ts";
 import type { InitrdPlacement } from "./initrd.ts";
@@ -104,9 +104,7 @@ function encode<L extends Struct>(layout: L, values: Partial<Record<keyof L["fie
   const bytes = new Uint8Array(layout.size);
   const view = new DataView(bytes.buffer);
   for (const [name, value] of Object.entries(values) as [string, number][]) {
-    const field = layout.fields[name]!;
-    if (field.size === 8) view.setBigUint64(field.offset, BigInt(value), true);
-    else view.setUint32(field.offset, value, true);
+    setField(view, 0, layout.fields[name]!, value);
   }
   return bytes;
 }

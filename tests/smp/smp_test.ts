@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { buildTestGuest } from "../guest/build.ts";
 import { HAVE_KVM, runLauncher } from "../helpers/launcher.ts";
+import { type ProbeRun, runProbe } from "../helpers/probe_run.ts";
 import { StreamText } from "../helpers/exposure.ts";
 
 if (!HAVE_KVM) console.log("smp_test: /dev/kvm cannot be opened here; skipping");
@@ -18,44 +19,18 @@ const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const BOOT_MS = 120_000;
 const EXIT_WITHIN_MS = 2000;
 
-interface ProbeRun {
-  code: number;
-  stdout: string;
-  stderr: string;
+interface SmpRun extends ProbeRun {
   result: { clean: boolean; reason: string; exits: number };
-  lingerMs: number;
 }
 
-async function probe(cpus: number, how: "reset" | "stop"): Promise<ProbeRun> {
+async function probe(cpus: number, how: "reset" | "stop"): Promise<SmpRun> {
   const guest = await buildTestGuest();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", PROBE, String(cpus), how, guest],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const killer = setTimeout(() => child.kill("SIGKILL"), BOOT_MS + 60_000);
-  const stdout = new StreamText(child.stdout);
-  const stderr = new StreamText(child.stderr);
-  const stdin = child.stdin.getWriter();
-  if (how === "stop") {
-    await stdout.waitFor("ECHO-READY", BOOT_MS).catch((e) => {
-      throw new Error(`guest did not reach echo mode (stderr: ${stderr.text})`, { cause: e });
-    });
-    await new Promise((r) => setTimeout(r, 500)); // asleep in hlt
-    await stdin.write(new TextEncoder().encode("go\n"));
-  }
-  const status = await child.status;
-  const exitedAt = Date.now();
-  clearTimeout(killer);
-  await stdin.close().catch(() => {});
-  await Promise.all([stdout.done, stderr.done]);
-  const doneAt = Number(/^DONE-AT (\d+)$/m.exec(stdout.text)?.[1]);
-  const result = JSON.parse(/^RUN (.*)$/m.exec(stdout.text)?.[1] ?? "null");
-  return { code: status.code, stdout: stdout.text, stderr: stderr.text, result, lingerMs: exitedAt - doneAt };
+  const run = await runProbe([PROBE, String(cpus), how, guest], how === "stop", BOOT_MS);
+  const result = JSON.parse(/^RUN (.*)$/m.exec(run.stdout)?.[1] ?? "null");
+  return { ...run, result };
 }
 
-function assertAllEnded(r: ProbeRun, cpus: number): void {
+function assertAllEnded(r: SmpRun, cpus: number): void {
   const why = `stdout: ${r.stdout.slice(-600)}\nstderr: ${r.stderr.slice(-1500)}`;
   assert.equal(r.code, 0, why);
   for (let id = 0; id < cpus; id++) {
