@@ -13,6 +13,7 @@ import { irqLine } from "./kvm/vm.ts";
 import { I8042, I8042_DATA_PORT, PostCodePort } from "./devices/i8042.ts";
 import { ACPI_SLEEP_PORT_BASE, ACPI_SLEEP_PORT_COUNT, AcpiSleepPort } from "./devices/acpi_sleep.ts";
 import { COM1_BASE, COM1_IRQ, Serial8250 } from "./devices/serial.ts";
+import { NoPciHost, PCI_CONFIG_PORT_BASE, PCI_CONFIG_PORT_COUNT } from "./devices/no_pci.ts";
 import { BOOT_TIMER_ADDR, BOOT_TIMER_SIZE, BootTimer } from "./devices/boot_timer.ts";
 import { bootClockMs, BootTimings } from "./timings.ts";
 import { at, gettid, signalEventfd, writeAll } from "./sys/calls.ts";
@@ -53,6 +54,7 @@ function run(init: VcpuInit): VcpuExit {
   const kbd = new I8042(init.i8042);
   pio.add(I8042_DATA_PORT, 5, kbd);
   pio.add(0x80, 1, new PostCodePort());
+  pio.add(PCI_CONFIG_PORT_BASE, PCI_CONFIG_PORT_COUNT, new NoPciHost());
   if (init.acpi) pio.add(ACPI_SLEEP_PORT_BASE, ACPI_SLEEP_PORT_COUNT, new AcpiSleepPort());
   const mailbox = new MailboxClient(init.mailbox, init.mailboxFd);
   init.virtio.forEach((v, i) => mmio.add(v.base, MMIO_WINDOW, new MmioProxy(v.name, i, v.image, mailbox)));

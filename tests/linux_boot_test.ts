@@ -16,10 +16,13 @@ import { kvmFlavour } from "../lib/kvm/kvm.ts";
 import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
 import { BOOT_TIMER_MAGIC } from "../lib/devices/boot_timer.ts";
 import { parseBootTimerLines } from "../lib/timings.ts";
+import { EMULATOR_STALL_RETRIES, emulatorStall } from "./helpers/emulator_stall.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FLAVOUR = kvmFlavour();
 const MEMORY_MIB = 128;
+/** A boot whose console says nothing for this long has stalled (T:236); a healthy one is never quiet so long. */
+const SILENT_MS = 60_000;
 const CMDLINE = ["console=ttyS0", "earlyprintk=serial,ttyS0,115200", "lguest.exit=reboot", "reboot=k"];
 const WHY_NOT = FLAVOUR === "none"
   ? "no /dev/kvm here (deno task test runs this file in the test VM)"
@@ -30,6 +33,8 @@ if (WHY_NOT) console.log(`linux_boot_test: skipping: ${WHY_NOT}`);
 
 interface Boot {
   code: number | undefined;
+  /** The run was out of time and had to be ended. */
+  timedOut: boolean;
   console: string;
   launcher: string;
 }
@@ -77,9 +82,26 @@ async function boot(
   const errDone = (async () => {
     for await (const chunk of child.stderr) err += dec.decode(chunk);
   })();
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  // Out of time, or the guest silent for SILENT_MS: SIGTERM first, so the
+  // launcher (--verbose) reports where the vCPU was stopped, then SIGKILL if
+  // it does not end.
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  let timedOut = false;
+  const outOfTime = () => {
+    if (timedOut) return;
+    timedOut = true;
+    child.kill("SIGTERM");
+    killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  };
+  const started = Date.now();
+  let heard = started;
+  const timer = setInterval(() => {
+    const now = Date.now();
+    if (now - started > timeoutMs || now - heard > SILENT_MS) outOfTime();
+  }, 1000);
   let stopped = false;
   for await (const chunk of child.stdout) {
+    heard = Date.now();
     out += dec.decode(chunk);
     if (!stopped && enough(out)) {
       stopped = true;
@@ -87,19 +109,42 @@ async function boot(
     }
   }
   const status = await child.status;
-  clearTimeout(timer);
+  clearInterval(timer);
+  clearTimeout(killer);
   await errDone;
-  return { code: stopped ? undefined : status.code, console: out, launcher: err };
+  return { code: stopped ? undefined : status.code, timedOut, console: out, launcher: err };
 }
 
-/** Runs `check` on a boot; if it throws, prints the tails of the guest's console and the launcher's stderr first. */
+/** The last `n` lines of `text`, for failure messages short enough to survive a truncated CI log. */
+function lastLines(text: string, n: number): string {
+  return text.trimEnd().split("\n").slice(-n).join("\n");
+}
+
+/**
+ * Runs `check` on a boot; if it throws, the error it rethrows carries the
+ * tails of the guest's console and the launcher's stderr, so the failure
+ * explains itself where CI prints it (the ERRORS section), not pages above.
+ */
 function explained(b: Boot, check: () => void): void {
   try {
     check();
   } catch (e) {
-    console.error(`--- guest console, last 4000 characters ---\n${b.console.slice(-4000)}`);
-    console.error(`--- launcher stderr, last 2000 characters ---\n${b.launcher.slice(-2000)}\n--- exit: ${b.code}`);
-    throw e;
+    const why = e instanceof Error ? e.message : String(e);
+    throw new Error(
+      `${why}\n--- guest console, last 25 lines ---\n${lastLines(b.console, 25)}\n` +
+        `--- launcher stderr, last 12 lines ---\n${lastLines(b.launcher, 12)}\n--- exit: ${b.code}`,
+      { cause: e },
+    );
+  }
+}
+
+/** Boots with `attempt` until a boot does not end in the test VM's known emulator stall (T:236), a bounded number of times. */
+async function bootPastStalls(vmlinux: string, attempt: () => Promise<Boot>): Promise<Boot> {
+  for (let retry = 0;; retry++) {
+    const b = await attempt();
+    const stall = await emulatorStall(b.launcher, b.timedOut, vmlinux);
+    if (stall === undefined || retry === EMULATOR_STALL_RETRIES) return b;
+    console.log(`linux: boot ${retry + 1} ended in the known emulator stall (${stall}); booting again`);
   }
 }
 
@@ -137,13 +182,15 @@ for (const kind of ["vmlinux", "bzImage"] as const) {
       const disk = await Deno.makeTempFile({ suffix: ".img" });
       const ns = await NetNs.create();
       try {
-        const image = new Uint8Array(1024 * 1024);
-        image.set(new TextEncoder().encode("LGUEST-DISK-HEAD"));
-        await Deno.writeFile(disk, image);
-        const b = await boot(kernel, linux.initramfs, () => false, 120_000, {
-          options: ["--timings", `--block=${disk}`, "--rng", "--tunnet=10.7.9.1"],
-          guestArgs: ["lguest.ip=10.7.9.2/24", "lguest.peer=10.7.9.1"],
-          netns: ns,
+        const b = await bootPastStalls(linux.vmlinux, async () => {
+          const image = new Uint8Array(1024 * 1024);
+          image.set(new TextEncoder().encode("LGUEST-DISK-HEAD"));
+          await Deno.writeFile(disk, image);
+          return boot(kernel, linux.initramfs, () => false, 120_000, {
+            options: ["--timings", `--block=${disk}`, "--rng", "--tunnet=10.7.9.1"],
+            guestArgs: ["lguest.ip=10.7.9.2/24", "lguest.peer=10.7.9.1"],
+            netns: ns,
+          });
         });
         const after = await Deno.readFile(disk);
         explained(b, () => {

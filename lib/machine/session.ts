@@ -25,6 +25,7 @@ import { ConsoleDevice } from "../virtio/console/device.ts";
 import { MmioDevices, type MmioSlot } from "../virtio/mmio/set.ts";
 import { MailboxServer } from "../virtio/mmio/proxy.ts";
 import type { MachineConfig } from "./config.ts";
+import { MP_STATE } from "../kvm/ioctl.ts";
 
 /** What a run needs from its machine. */
 export interface SessionParts {
@@ -119,7 +120,9 @@ export class RunSession {
       await this.#control.halt();
       loop.stop();
       await running;
-      const result = verdict(ended, await Promise.all(threads.map((t) => t.done)));
+      const all = await Promise.all(threads.map((t) => t.done));
+      if (verbose && all.length > 1) all.forEach((r, id) => log(describeVcpuEnd(id, r, vcpus[id]!)));
+      const result = verdict(ended, all);
       if (!this.#aborted || !result.clean) return result;
       return { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" };
     } finally {
@@ -178,4 +181,22 @@ export class RunSession {
 function verdict(ended: VcpuExit, all: readonly VcpuExit[]): VcpuExit {
   const worst = ended.clean ? all.find((r) => !r.clean) ?? ended : ended;
   return { ...worst, exits: all.reduce((n, r) => n + r.exits, 0) };
+}
+
+/*L:422 Where each vCPU was when an SMP run ended. A guest that hangs
+ * with several vCPUs is told apart by where they all were: one spinning on
+ * a lock, an application processor never started (still UNINITIALIZED),
+ * one halted. --verbose prints a line per vCPU; a vCPU given up on is not
+ * asked, since its thread may still be inside KVM_RUN. :*/
+function describeVcpuEnd(id: number, r: VcpuExit, vcpu: Vcpu): string {
+  let state = "unknown";
+  if (!r.reason.includes("given up on")) {
+    try {
+      const n = vcpu.mpState();
+      state = Object.entries(MP_STATE).find(([, v]) => v === n)?.[0] ?? String(n);
+    } catch (e) {
+      state = `unreadable (${e instanceof Error ? e.message : String(e)})`;
+    }
+  }
+  return `vCPU ${id}: ${r.reason} at rip ${r.rip ?? "unknown"}, mp state ${state}, ${r.exits} exits`;
 }
