@@ -18,11 +18,15 @@ import { parseTunnetSpec } from "./lib/virtio/net/spec.ts";
 import type { VirtioDevice } from "./lib/virtio/device.ts";
 import { bootClockMs, BootTimings, formatTimings } from "./lib/timings.ts";
 import { describeEntry, ENTRY_CHOICES, type EntryChoice } from "./lib/machine/entry.ts";
+import { ConfigError } from "./lib/config/error.ts";
+import type { ConfigReader } from "./lib/config/parse.ts";
 
 /** Exit codes. */
 export const EXIT = { OK: 0, ERROR: 1, ABORTED: 2 } as const;
 
 const USAGE = `Usage: lguest [options] <mem-in-mb> <vmlinux|bzImage> [kernel args...]
+       lguest [options] --config=<vm.yaml> [<mem-in-mb> [<kernel> [kernel args...]]]
+       lguest [options] <vm.yaml>
 
 Boots a Linux kernel (ELF vmlinux or bzImage) on /dev/kvm, with two consoles
 on this terminal: a serial port (COM1, ttyS0) and a virtio console (hvc0, the
@@ -39,6 +43,12 @@ Options:
                          (bridged); repeatable, the first is the guest's eth0;
                          the guest's MAC is random and locally administered
   --rng                  add a virtio entropy device (fed by getrandom)
+  --config=<file>        read the machine from a YAML file (keys: memory, kernel,
+                         initrd, cmdline, cpus, acpi, entry, disks, networks, rng,
+                         verbose, timings; paths relative to the file); options
+                         and arguments given here override the file's, and a
+                         --block or --tunnet here replaces the file's whole list
+  --print-config         print the effective configuration as YAML and exit
   --cpus=<n>             give the guest n vCPUs (default 1, at most 64); the
                          kernel starts the others itself (needs CONFIG_SMP)
   --no-acpi              no ACPI tables: declare the virtio devices with
@@ -79,6 +89,8 @@ const OPTIONS = {
   cpus: { type: "string" },
   "no-acpi": { type: "boolean" },
   entry: { type: "string" },
+  config: { type: "string" },
+  "print-config": { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean" },
 } as const;
@@ -115,6 +127,8 @@ export interface CliArgs {
   help: boolean;
   /** --version */
   version: boolean;
+  /** --print-config */
+  printConfig: boolean;
   /** Guest memory in MiB. */
   memoryMiB: number;
   /** Kernel path. */
@@ -125,7 +139,7 @@ export interface CliArgs {
 
 /** Splits argv into launcher arguments and the guest's (after the kernel). */
 function splitAtKernel(argv: readonly string[]): [string[], string[]] {
-  const valued = new Set(["--tunnet", "--block", "--initrd", "--cpus", "--entry"]);
+  const valued = new Set(["--tunnet", "--block", "--initrd", "--cpus", "--entry", "--config"]);
   let positionals = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -143,8 +157,18 @@ function splitAtKernel(argv: readonly string[]): [string[], string[]] {
   return [[...argv], []];
 }
 
-/** Parses the launcher's command line; throws UsageError. */
-export function parseCli(argv: readonly string[]): CliArgs {
+/*L:076 A config file (--config=<file>, or a lone *.yaml argument) fills in
+ * whatever the command line leaves out: an option given here wins, a
+ * --block or --tunnet here replaces the file's whole list, and plain
+ * arguments keep their places (memory, kernel, then the guest's words,
+ * which replace the file's cmdline). :*/
+
+/**
+ * Parses the launcher's command line; throws UsageError (or ConfigError for a config file).
+ * @param argv arguments after the program name
+ * @param readConfig reads a config file (lib/config/parse.ts's readConfig), needed only when argv names one
+ */
+export function parseCli(argv: readonly string[], readConfig?: ConfigReader): CliArgs {
   const [head, kernelArgs] = splitAtKernel(argv);
   let parsed;
   try {
@@ -153,25 +177,33 @@ export function parseCli(argv: readonly string[]): CliArgs {
     throw new UsageError(e instanceof Error ? e.message.split("\n")[0]! : String(e));
   }
   const v = { ...parsed.values };
+  const positionals = [...parsed.positionals];
+  const lone = positionals.length === 1 && /\.ya?ml$/.test(positionals[0]!) ? positionals.pop() : undefined;
+  const configFile = v.help || v.version ? undefined : v.config ?? lone;
+  if (configFile !== undefined && readConfig === undefined) throw new Error("parseCli: a config file needs readConfig");
+  const file = configFile === undefined
+    ? {}
+    : readConfig!(configFile, { memory: positionals.length > 0, kernel: positionals.length > 1 });
   const base = {
-    verbose: v.verbose ?? false,
-    tunnet: v.tunnet ?? [],
-    block: v.block ?? [],
-    initrd: v.initrd,
-    rng: v.rng ?? false,
-    timings: v.timings ?? false,
-    acpi: !(v["no-acpi"] ?? false),
-    entry: entryChoice(v.entry),
+    verbose: v.verbose ?? file.verbose ?? false,
+    tunnet: v.tunnet ?? file.tunnet ?? [],
+    block: v.block ?? file.block ?? [],
+    initrd: v.initrd ?? file.initrd,
+    rng: v.rng ?? file.rng ?? false,
+    timings: v.timings ?? file.timings ?? false,
+    acpi: v["no-acpi"] ? false : file.acpi ?? true,
+    entry: v.entry === undefined ? file.entry ?? "auto" : entryChoice(v.entry),
     help: v.help ?? false,
     version: v.version ?? false,
-    kernelArgs,
+    printConfig: v["print-config"] ?? false,
+    kernelArgs: kernelArgs.length > 0 ? kernelArgs : file.kernelArgs ?? [],
   };
   if (base.help || base.version) return { ...base, cpus: 1, memoryMiB: 0, kernel: "" };
-  const cpus = v.cpus === undefined ? 1 : Number(v.cpus);
+  const cpus = v.cpus === undefined ? file.cpus ?? 1 : Number(v.cpus);
   if (!/^[0-9]+$/.test(v.cpus ?? "1") || cpus < 1 || cpus > MAX_CPUS) {
     throw new UsageError(`--cpus=${v.cpus} is not a whole number from 1 to ${MAX_CPUS}`);
   }
-  const [mem, kernel] = parsed.positionals;
+  const [mem = file.memoryMiB?.toString(), kernel = file.kernel] = positionals;
   if (mem === undefined || kernel === undefined) {
     throw new UsageError("expected <mem-in-mb> and a kernel (try --help)");
   }
@@ -315,7 +347,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   const runtimeUp = bootClockMs();
   let args: CliArgs;
   try {
-    args = parseCli(argv);
+    const mayNameConfig = argv.some((a) => a.startsWith("--config") || /\.ya?ml$/.test(a));
+    args = parseCli(argv, mayNameConfig ? (await import("./lib/config/parse.ts")).readConfig : undefined);
     if (args.help) {
       console.log(USAGE);
       return EXIT.OK;
@@ -325,8 +358,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.OK;
     }
     validate(args);
+    if (args.printConfig) {
+      console.log((await import("./lib/config/print.ts")).printConfig(args).trimEnd());
+      return EXIT.OK;
+    }
   } catch (e) {
-    console.error(`lguest: ${e instanceof Error ? e.message : String(e)}`);
+    const lines = e instanceof ConfigError ? e.problems : [e instanceof Error ? e.message : String(e)];
+    for (const line of lines) console.error(`lguest: ${line}`);
     return EXIT.ERROR;
   }
 

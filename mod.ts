@@ -11,18 +11,62 @@
  * is given up on, and `run()` says so.
  *
  * @example Boot a kernel with its console on this process's stdout
- * ```ts ignore
- * import { Machine } from "./mod.ts";
+ * ```ts
+ * import { kvmFlavour, Machine } from "./mod.ts";
  *
- * await using machine = Machine.create({
- *   memoryMiB: 256,
- *   kernel: "bzImage",
- *   initrd: "initramfs.cpio.gz",
- *   cmdline: "console=ttyS0 earlyprintk=serial",
- *   consoleInputFd: null,
- * });
- * const result = await machine.run();
- * console.log(result.clean ? "guest shut down" : `guest failed: ${result.reason}`);
+ * const kernel = Deno.env.get("LGUEST_KERNEL"); // a bzImage or vmlinux; without one (or KVM) this does nothing
+ * if (kernel !== undefined && kvmFlavour() !== "none") {
+ *   await using machine = Machine.create({
+ *     memoryMiB: 256,
+ *     kernel,
+ *     cmdline: "console=ttyS0 earlyprintk=serial",
+ *     consoleInputFd: null,
+ *   });
+ *   const result = await machine.run();
+ *   console.log(result.clean ? "guest shut down" : `guest failed: ${result.reason}`);
+ * }
+ * ```
+ *
+ * @example A device of your own (examples/counting_rng_device.ts is a complete one, booted by a test)
+ * ```ts
+ * import {
+ *   type DeviceContext, drainQueue, DEFAULT_BUDGET, LoopQueue, type QueueSession,
+ *   VIRTIO_ID, type VirtioDevice, writeChain,
+ * } from "./mod.ts";
+ *
+ * // An entropy device (the guest's virtio_rng drives it) that hands out zeros: never use it for real.
+ * class ZeroRng implements VirtioDevice {
+ *   readonly name = "zero-rng";
+ *   readonly deviceId = VIRTIO_ID.RNG;
+ *   readonly features = 0n;
+ *   readonly queueSizes = [64];
+ *   readonly config = new Uint8Array(0);
+ *   #queue: LoopQueue | undefined;
+ *   activate(ctx: DeviceContext, queues: ReadonlyArray<QueueSession | undefined>): void {
+ *     this.reset();
+ *     if (queues[0] === undefined) return;
+ *     this.#queue = new LoopQueue(ctx, queues[0], (q) => {
+ *       const { served, end } = drainQueue(q.vq, DEFAULT_BUDGET, (chain) => {
+ *         const zeros = new Uint8Array(Math.min(chain.writableBytes, 4096));
+ *         q.vq.pushUsed(chain.head, writeChain(ctx.memory, chain, zeros)); // bounds-checked guest writes
+ *         return true;
+ *       });
+ *       if (served > 0) q.interrupt();
+ *       return end;
+ *     });
+ *     this.#queue.run();
+ *   }
+ *   reset(): void {
+ *     this.#queue?.close();
+ *     this.#queue = undefined;
+ *   }
+ *   close(): void {
+ *     this.reset();
+ *   }
+ * }
+ * // Machine.create({ ..., devices: [new ZeroRng()] }) gives it to the guest; the machine closes it.
+ * const device = new ZeroRng();
+ * device.close();
  * ```
  *
  * @module
@@ -44,7 +88,7 @@ export { BootError } from "./lib/boot/errors.ts";
 export { Kvm, kvmFlavour, KvmUnavailableError } from "./lib/kvm/kvm.ts";
 export { SysError } from "./lib/sys/errno.ts";
 export { VERSION } from "./lib/version.ts";
-export { INTERRUPT_CAUSE, raiseInterrupt } from "./lib/virtio/device.ts";
+export { bit, INTERRUPT_CAUSE, raiseInterrupt, VIRTIO_F, VIRTIO_ID } from "./lib/virtio/device.ts";
 export type { DeviceContext, InterruptLine, QueueSession, VirtioDevice } from "./lib/virtio/device.ts";
 export { DEFAULT_BUDGET, drainQueue, LoopQueue } from "./lib/virtio/drain.ts";
 export type { DrainEnd } from "./lib/virtio/drain.ts";
@@ -59,3 +103,7 @@ export { ConsoleDevice } from "./lib/virtio/console/device.ts";
 export type { ConsoleOptions, WindowSize } from "./lib/virtio/console/device.ts";
 export { NetDevice } from "./lib/virtio/net/device.ts";
 export type { NetDeviceOptions } from "./lib/virtio/net/device.ts";
+export type { PacketPort } from "./lib/virtio/net/hdr.ts";
+export { Tap } from "./lib/sys/tap.ts";
+export { chainIoVecs, readableData, readChain, writeChain } from "./lib/virtio/chain.ts";
+export { IoVecs } from "./lib/sys/iovec.ts";

@@ -12,8 +12,15 @@ export class IoVecs {
   /** Sum of the lengths in use. */
   bytes = 0;
 
-  /** @param capacity the most entries this array can hold */
-  constructor(readonly capacity: number) {
+  /** The most entries this array can hold. */
+  readonly capacity: number;
+
+  /**
+   * An empty array, allocated once (a device keeps one per queue and clear()s it per request).
+   * @param capacity the most entries this array can hold
+   */
+  constructor(capacity: number) {
+    this.capacity = capacity;
     this.raw = new BigUint64Array(capacity * 2);
   }
 
