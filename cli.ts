@@ -21,6 +21,9 @@ import { describeEntry, ENTRY_CHOICES, type EntryChoice } from "./lib/machine/en
 import { ConfigError } from "./lib/config/error.ts";
 import type { ConfigReader } from "./lib/config/parse.ts";
 
+/** A lone plain argument with this name is a config file (`lguest vm.yaml`). */
+const CONFIG_FILE_NAME = /\.ya?ml$/;
+
 /** Exit codes. */
 export const EXIT = { OK: 0, ERROR: 1, ABORTED: 2 } as const;
 
@@ -178,7 +181,7 @@ export function parseCli(argv: readonly string[], readConfig?: ConfigReader): Cl
   }
   const v = { ...parsed.values };
   const positionals = [...parsed.positionals];
-  const lone = positionals.length === 1 && /\.ya?ml$/.test(positionals[0]!) ? positionals.pop() : undefined;
+  const lone = positionals.length === 1 && CONFIG_FILE_NAME.test(positionals[0]!) ? positionals.pop() : undefined;
   const configFile = v.help || v.version ? undefined : v.config ?? lone;
   if (configFile !== undefined && readConfig === undefined) throw new Error("parseCli: a config file needs readConfig");
   const file = configFile === undefined
@@ -347,7 +350,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const runtimeUp = bootClockMs();
   let args: CliArgs;
   try {
-    const mayNameConfig = argv.some((a) => a.startsWith("--config") || /\.ya?ml$/.test(a));
+    const mayNameConfig = argv.some((a) => a.startsWith("--config") || CONFIG_FILE_NAME.test(a));
     args = parseCli(argv, mayNameConfig ? (await import("./lib/config/parse.ts")).readConfig : undefined);
     if (args.help) {
       console.log(USAGE);
