@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import { Machine, MAX_CPUS, MAX_MEMORY_MIB } from "./lib/machine.ts";
 import { RawTerminal } from "./lib/sys/termios.ts";
+import { guardTerminal } from "./lib/terminal_guard.ts";
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
 import { ConsoleDevice } from "./lib/virtio/console/device.ts";
@@ -30,6 +31,7 @@ export const EXIT = { OK: 0, ERROR: 1, ABORTED: 2 } as const;
 const USAGE = `Usage: lguest [options] <mem-in-mb> <vmlinux|bzImage> [kernel args...]
        lguest [options] --config=<vm.yaml> [<mem-in-mb> [<kernel> [kernel args...]]]
        lguest [options] <vm.yaml>
+       lguest run [options] <vmlinux|bzImage> [--] <command...>   (see lguest run --help)
 
 Boots a Linux kernel (ELF vmlinux or bzImage) on /dev/kvm, with two consoles
 on this terminal: a serial port (COM1, ttyS0) and a virtio console (hvc0, the
@@ -302,52 +304,13 @@ async function openDevices(args: CliArgs): Promise<VirtioDevice[]> {
   }
 }
 
-/*L:060 Raw mode makes the terminal belong to the guest, so it must be
- * given back on every way out: a normal return, an exception, an unhandled
- * rejection, and the signals that ask us to go (SIGINT, SIGTERM, SIGHUP).
- * A signal stops the guest and the launcher then exits 128 + the signal's
- * number, as a shell would report it. :*/
-interface TerminalGuard {
-  /** The exit status a caught signal asks for, if one arrived. */
-  readonly signalled: number | undefined;
-  /** Restores the terminal and removes the listeners. */
-  release(): void;
-}
-
-function guardTerminal(term: RawTerminal, stop: () => void): TerminalGuard {
-  const restore = () => term.restore();
-  let signalled: number | undefined;
-  const onSignal = (code: number) => () => {
-    restore();
-    signalled ??= code;
-    stop();
-  };
-  const signals: Array<[Deno.Signal, () => void]> = [
-    ["SIGINT", onSignal(130)],
-    ["SIGTERM", onSignal(143)],
-    ["SIGHUP", onSignal(129)],
-  ];
-  for (const [s, h] of signals) Deno.addSignalListener(s, h);
-  globalThis.addEventListener("unload", restore);
-  globalThis.addEventListener("error", restore);
-  globalThis.addEventListener("unhandledrejection", restore);
-  return {
-    get signalled() {
-      return signalled;
-    },
-    release() {
-      restore();
-      for (const [s, h] of signals) Deno.removeSignalListener(s, h);
-    },
-  };
-}
-
 /**
  * Runs the launcher with `argv` and returns the process exit code.
  * @param argv arguments after the program name
  */
 export async function main(argv: readonly string[]): Promise<number> {
   const runtimeUp = bootClockMs();
+  if (argv[0] === "run") return await (await import("./lib/run/cli.ts")).runMain(argv.slice(1));
   let args: CliArgs;
   try {
     const mayNameConfig = argv.some((a) => a.startsWith("--config") || CONFIG_FILE_NAME.test(a));
@@ -395,11 +358,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     const result = await machine.run();
     term.restore();
     if (args.verbose || !result.clean) {
-      const where = result.rip ? ` at rip ${result.rip}` : "";
+      const where = result.rip === undefined ? "" : ` at rip 0x${result.rip.toString(16)}`;
       console.error(`lguest: ${result.reason}${where} (${result.exits} exits)`);
     }
     if (guard.signalled !== undefined) return guard.signalled;
-    if (result.reason.startsWith("stopped by the user")) return EXIT.ABORTED;
+    if (result.end === "stopped" && !result.clean) return EXIT.ABORTED;
     return result.clean ? EXIT.OK : EXIT.ERROR;
   } catch (e) {
     term.restore();

@@ -27,6 +27,21 @@
  * }
  * ```
  *
+ * @example Script the guest's serial console (examples/script_shell.ts is a complete script, run by a test)
+ * ```ts
+ * import { kvmFlavour, Machine } from "./mod.ts";
+ *
+ * const kernel = Deno.env.get("LGUEST_KERNEL"); // without one (or KVM) this does nothing
+ * if (kernel !== undefined && kvmFlavour() !== "none") {
+ *   await using machine = Machine.create({ memoryMiB: 256, kernel, cmdline: "console=ttyS0", console: "script" });
+ *   const run = machine.run();
+ *   const { before } = await machine.console.waitFor(/login: /, { timeoutMs: 60_000 });
+ *   console.log(`the boot printed ${before.split("\n").length} lines before the login prompt`);
+ *   machine.stop();
+ *   console.log((await run).end); // "stopped"
+ * }
+ * ```
+ *
  * @example A device of your own (examples/counting_rng_device.ts is a complete one, booted by a test)
  * ```ts
  * import {
@@ -74,6 +89,14 @@
 
 export { Machine, MAX_CPUS, MAX_MEMORY_MIB, VCPU_STOP_TIMEOUT_MS } from "./lib/machine.ts";
 export type { BootInfo, MachineConfig, RunResult } from "./lib/machine.ts";
+export type { RunEnd } from "./lib/vcpu_protocol.ts";
+export type { ImageSource } from "./lib/boot/file.ts";
+export { DEFAULT_WAIT_MS, ScriptConsole } from "./lib/script/console.ts";
+export type { ConsoleMatch, WaitOptions } from "./lib/script/console.ts";
+export { RUN_CMDLINE, runCommand } from "./lib/run/command.ts";
+export type { CommandResult, RunCommandOptions } from "./lib/run/command.ts";
+export { runInitramfs, SHELL_PROMPT } from "./lib/run/initramfs.ts";
+export type { RunInitramfsOptions } from "./lib/run/initramfs.ts";
 export type { BootEntry, EntryChoice } from "./lib/machine/entry.ts";
 export type { LoadedKernel } from "./lib/boot/kernel.ts";
 export type { InitrdPlacement } from "./lib/boot/initrd.ts";

@@ -32,6 +32,7 @@ import { type BootInfo, type MachineConfig, MAX_CPUS, MAX_MEMORY_MIB, type RunRe
 import { assemble, type MachineParts, planBoot } from "./machine/build.ts";
 import { RunSession } from "./machine/session.ts";
 import { closeDevices, releaseAll } from "./machine/release.ts";
+import { ScriptConsole } from "./script/console.ts";
 
 export { MAX_CPUS, MAX_MEMORY_MIB };
 export type { BootInfo, MachineConfig, RunResult };
@@ -49,6 +50,7 @@ export class Machine {
   readonly #slots: MmioSlot[];
   readonly #threads: readonly VcpuThread[];
   readonly #serial = Serial8250.sharedState();
+  readonly #script: ScriptConsole | undefined;
   /** What went where. */
   readonly info: BootInfo;
   /** The one run, once run() is called. */
@@ -60,12 +62,30 @@ export class Machine {
   /** close(), once called. */
   #closing: Promise<void> | undefined;
 
-  private constructor(config: MachineConfig, slots: MmioSlot[], parts: MachineParts, threads: VcpuThread[]) {
+  private constructor(
+    config: MachineConfig,
+    slots: MmioSlot[],
+    parts: MachineParts,
+    threads: VcpuThread[],
+    script: ScriptConsole | undefined,
+  ) {
     this.#config = config;
+    this.#script = script;
     this.#slots = slots;
     this.#parts = parts;
     this.#threads = threads;
     this.info = parts.info;
+  }
+
+  /**
+   * The serial console, for a program to read, wait on and type into (L:441).
+   * @throws Error unless the machine was created with `console: "script"`
+   */
+  get console(): ScriptConsole {
+    if (this.#script === undefined) {
+      throw new Error('machine.console: this machine\'s console is stdio; create it with console: "script"');
+    }
+    return this.#script;
   }
 
   /** Guest RAM (the bounds-checked door). */
@@ -93,9 +113,15 @@ export class Machine {
         undo.push(() => thread.terminate());
         threads.push(thread);
       }
+      let script: ScriptConsole | undefined;
+      if (config.console === "script") {
+        const made = new ScriptConsole();
+        undo.push(() => made.close());
+        script = made;
+      }
       const parts = assemble(config, plan, undo);
       config.timings?.mark("VM built");
-      return new Machine(config, plan.slots, parts, threads);
+      return new Machine(config, plan.slots, parts, threads, script);
     } catch (e) {
       // Keep releasing past a failure: the caller needs the first error, the one that stopped create().
       releaseAll(undo.reverse());
@@ -125,6 +151,7 @@ export class Machine {
         serial: this.#serial,
         config: this.#config,
         cmdline: this.info.cmdline,
+        script: this.#script,
       },
       { stop: () => this.stop(), halt: () => this.#haltVcpu() },
     );
@@ -174,7 +201,15 @@ export class Machine {
     const { kvm, vm, memory, vcpus } = this.#parts;
     const failure = releaseAll([
       () => closeDevices(this.#config.devices ?? []),
-      ...(out ? [...vcpus.map((v) => () => v.close()), () => memory.close(), () => vm.close(), () => kvm.close()] : []),
+      ...(out
+        ? [
+          () => this.#script?.close(),
+          ...vcpus.map((v) => () => v.close()),
+          () => memory.close(),
+          () => vm.close(),
+          () => kvm.close(),
+        ]
+        : []),
     ]);
     this.#config.timings?.mark("torn down");
     if (failure !== undefined) throw failure.error;

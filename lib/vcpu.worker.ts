@@ -69,24 +69,29 @@ function run(init: VcpuInit): VcpuExit {
   log?.(`vCPU ${init.id} running on thread ${gettid()}`);
   let exits = 0;
   for (;;) {
-    if (Atomics.load(stop, CONTROL.STOP) !== 0) return { clean: true, reason: "stopped", exits, rip: ripOf(init) };
+    if (Atomics.load(stop, CONTROL.STOP) !== 0) {
+      return { end: "stopped", clean: true, reason: "stopped", exits, rip: ripOf(init) };
+    }
     const r = libc.ioctl_int(init.vcpuFd, KVM_RUN_REQUEST, 0n);
     if (r < 0) {
       const e = lastErrno();
       if (e === Errno.EINTR || e === Errno.EAGAIN) continue;
-      return { clean: false, reason: `KVM_RUN failed: ${errnoName(e)}`, exits };
+      return { end: "error", clean: false, reason: `KVM_RUN failed: ${errnoName(e)}`, exits };
     }
     exits++;
     const result = handleExit(run, ctx);
-    if (result.kind === "stop") return { clean: result.clean, reason: result.reason, exits, rip: ripOf(init) };
+    if (result.kind === "stop") {
+      const end = result.clean ? result.end : "error";
+      return { end, clean: result.clean, reason: result.reason, exits, rip: ripOf(init) };
+    }
   }
 }
 
 /** Reads rip for the report; best effort. */
-function ripOf(init: VcpuInit): string | undefined {
+function ripOf(init: VcpuInit): bigint | undefined {
   const regs = new BigUint64Array(18);
   if (libc.ioctl(init.vcpuFd, BigInt(KVM.GET_REGS), Deno.UnsafePointer.of(regs)) < 0) return undefined;
-  return `0x${regs[16]!.toString(16)}`;
+  return regs[16]!;
 }
 
 /** The Worker global, typed narrowly (this file is checked with the Window lib). */
@@ -104,7 +109,12 @@ port.onmessage = (ev) => {
   try {
     result = run(init);
   } catch (e) {
-    result = { clean: false, reason: `vCPU thread crashed: ${e instanceof Error ? e.message : String(e)}`, exits: 0 };
+    result = {
+      end: "error",
+      clean: false,
+      reason: `vCPU thread crashed: ${e instanceof Error ? e.message : String(e)}`,
+      exits: 0,
+    };
   }
   port.postMessage({ type: "exit", result });
 };

@@ -38,16 +38,29 @@ export interface VcpuInit {
   acpi: boolean;
 }
 
+/**
+ * How a run ended, in one word: the guest powered off (ACPI S5, or KVM's shutdown event), reset (the
+ * keyboard controller, or KVM's reset event), triple-faulted, halted with interrupts off (a guest
+ * with no devices left to wait for), was stopped (`stop()`, `close()`, a signal, three Ctrl-C), or
+ * the run failed (`error`: an emulation failure, a failed entry, a vCPU given up on, a crash).
+ */
+export type RunEnd = "power-off" | "reset" | "triple-fault" | "halt" | "stopped" | "error";
+
 /** How a vCPU's run ended. */
 export interface VcpuExit {
-  /** True for a guest-requested end (reset, triple fault, power-off) or a stop. */
+  /** What ended it. */
+  end: RunEnd;
+  /**
+   * True for an end the guest asked for (power-off, reset, triple fault, halt) or a stop; false for
+   * an error, and for the user's emergency stop (three Ctrl-C on the console: `end` is "stopped").
+   */
   clean: boolean;
   /** One line saying why. */
   reason: string;
   /** Exits handled. */
   exits: number;
-  /** Guest rip at the end, when known. */
-  rip?: string | undefined;
+  /** The vCPU's rip when the run ended (a 64-bit address, so a bigint), when it could be read. */
+  rip?: bigint | undefined;
 }
 
 /** Messages from the Worker. */

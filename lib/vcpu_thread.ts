@@ -113,7 +113,7 @@ export class VcpuThread {
     };
     worker.onerror = (ev) => {
       ev.preventDefault();
-      this.#finish({ clean: false, reason: `vCPU ${this.#id} thread failed: ${ev.message}`, exits: 0 });
+      this.#finish({ end: "error", clean: false, reason: `vCPU ${this.#id} thread failed: ${ev.message}`, exits: 0 });
     };
     this.#worker = worker;
   }
@@ -191,7 +191,8 @@ export class VcpuThread {
     // Still loading its modules? Then it never will begin, and there is nothing to be afraid of.
     const never = Atomics.compareExchange(control, CONTROL.ENTRY, 0, ENTRY.NEVER) === 0;
     this.#settle(
-      never ? { clean: true, reason: "stopped", exits: 0 } : {
+      never ? { end: "stopped", clean: true, reason: "stopped", exits: 0 } : {
+        end: "error",
         clean: false,
         reason: `vCPU ${this.#id} did not stop within ${timeoutMs} ms (its thread is blocked where the kick cannot ` +
           `reach it, e.g. writing to a console nobody reads); it was given up on, and guest memory and the KVM ` +

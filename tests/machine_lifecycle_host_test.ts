@@ -77,7 +77,9 @@ function assertReleased(r: HelperRun, what: string): void {
   );
 }
 
-for (const kinds of [["block"], ["console"], ["rng"], ["block", "block", "console", "rng"]]) {
+for (
+  const kinds of [["block"], ["console"], ["rng"], ["block", "block", "console", "rng"], ["script-console", "block"]]
+) {
   Deno.test(`failed create with ${kinds.join(", ")}: everything released, the process ends by itself`, async () => {
     assertReleased(await runHelper(kinds), kinds.join(", "));
   });

@@ -43,3 +43,27 @@ export function readImageFile(path: string, what: string): Uint8Array {
   if (data.length === 0) throw new BootError(`${what} ${path}: file is empty`);
   return data;
 }
+
+/** A boot image as the caller gave it: a path, or the bytes themselves. */
+export type ImageSource = string | Uint8Array;
+
+/**
+ * How an image is named in messages: its path, or its size when it was given as bytes.
+ * @param source the path or the bytes
+ */
+export function imageLabel(source: ImageSource): string {
+  return typeof source === "string" ? source : `(${source.length} bytes given)`;
+}
+
+/**
+ * A boot image's bytes, from a file (see {@link readImageFile}) or as given (checked the same way).
+ * @param source the path or the bytes (used in place, not copied)
+ * @param what "kernel" or "initrd", for error messages
+ * @throws BootError for an empty or oversized image, or a file that cannot be read
+ */
+export function readImage(source: ImageSource, what: string): Uint8Array {
+  if (typeof source === "string") return readImageFile(source, what);
+  if (source.length === 0) throw new BootError(`${what} ${imageLabel(source)}: empty`);
+  if (source.length > MAX_IMAGE_SIZE) throw new BootError(`${what} ${imageLabel(source)}: too large`);
+  return source;
+}

@@ -8,6 +8,7 @@
  * the tests feed it hand-made exits without a VM. :*/
 
 import type { Bus } from "../bus.ts";
+import type { RunEnd } from "../vcpu_protocol.ts";
 import { KVM_CONST, KVM_EXIT, KVM_SYSTEM_EVENT } from "./ioctl.ts";
 import { getField, KVM_RUN } from "./structs.ts";
 
@@ -15,7 +16,7 @@ import { getField, KVM_RUN } from "./structs.ts";
 export type ExitResult =
   | { kind: "continue" }
   | { kind: "interrupted" }
-  | { kind: "stop"; clean: true; reason: string }
+  | { kind: "stop"; clean: true; end: Exclude<RunEnd, "error">; reason: string }
   | { kind: "stop"; clean: false; reason: string };
 
 /** The buses an exit may be dispatched to, and an optional logger. */
@@ -107,7 +108,7 @@ function pioExit(run: DataView, ctx: ExitContext): ExitResult {
     if (out) {
       const action = range.device.write(port - range.base, size, readLe(run, off, size));
       if (action !== undefined) {
-        return { kind: "stop", clean: true, reason: `${action} requested by ${range.device.name}` };
+        return { kind: "stop", clean: true, end: action, reason: `${action} requested by ${range.device.name}` };
       }
     } else {
       writeLe(run, off, size, range.device.read(port - range.base, size));
@@ -135,7 +136,7 @@ function mmioExit(run: DataView, ctx: ExitContext): ExitResult {
   if (write) {
     const action = range.device.write(addr - range.base, size, readLe(run, data, size));
     if (action !== undefined) {
-      return { kind: "stop", clean: true, reason: `${action} requested by ${range.device.name}` };
+      return { kind: "stop", clean: true, end: action, reason: `${action} requested by ${range.device.name}` };
     }
   } else {
     writeLe(run, data, size, range.device.read(addr - range.base, size));
@@ -173,13 +174,19 @@ export function handleExit(run: DataView, ctx: ExitContext): ExitResult {
     case KVM_EXIT.INTR:
       return { kind: "interrupted" };
     case KVM_EXIT.SHUTDOWN:
-      return { kind: "stop", clean: true, reason: "guest triple fault (shutdown)" };
+      return { kind: "stop", clean: true, end: "triple-fault", reason: "guest triple fault (shutdown)" };
     case KVM_EXIT.HLT:
-      return { kind: "stop", clean: true, reason: "guest halted" };
+      return { kind: "stop", clean: true, end: "halt", reason: "guest halted" };
     case KVM_EXIT.SYSTEM_EVENT: {
       const type = getField(run, 0, R["system_event.type"]);
       if (type === KVM_SYSTEM_EVENT.SHUTDOWN || type === KVM_SYSTEM_EVENT.RESET) {
-        return { kind: "stop", clean: true, reason: type === 1 ? "guest powered off" : "guest reset" };
+        const off = type === KVM_SYSTEM_EVENT.SHUTDOWN;
+        return {
+          kind: "stop",
+          clean: true,
+          end: off ? "power-off" : "reset",
+          reason: off ? "guest powered off" : "guest reset",
+        };
       }
       return { kind: "stop", clean: false, reason: `guest system event ${type} (crash)` };
     }

@@ -16,7 +16,7 @@ import { cpuCount, createVcpus } from "./vcpus.ts";
 import { type LoadedKernel, loadKernelImage } from "../boot/kernel.ts";
 import { type InitrdPlacement, placeInitrd } from "../boot/initrd.ts";
 import { encodeCmdline, joinCmdline, writeCmdline } from "../boot/cmdline.ts";
-import { readImageFile } from "../boot/file.ts";
+import { imageLabel, readImage } from "../boot/file.ts";
 import { E820_RESERVED, type E820Entry, e820ForMemory, validateMemorySize } from "../boot/e820.ts";
 import { buildZeroPage } from "../boot/zeropage.ts";
 import { writeGdt } from "../boot/gdt.ts";
@@ -70,7 +70,7 @@ export function planBoot(config: MachineConfig): BootPlan {
   const slots = layoutMmio(config.devices ?? []);
   const images = readImages(config);
   const { kernel } = placeImages(new MemoryLayout(bytes), config, images, declarations(config, slots));
-  chooseEntry(kernel, config.entry, config.kernel);
+  chooseEntry(kernel, config.entry, imageLabel(config.kernel));
   return { bytes, slots, images };
 }
 
@@ -108,8 +108,8 @@ function memoryBytes(mib: number): number {
 
 function readImages(config: MachineConfig): BootImages {
   return {
-    kernel: readImageFile(config.kernel, "kernel"),
-    initrd: config.initrd === undefined ? undefined : readImageFile(config.initrd, "initrd"),
+    kernel: readImage(config.kernel, "kernel"),
+    initrd: config.initrd === undefined ? undefined : readImage(config.initrd, "initrd"),
   };
 }
 
@@ -120,9 +120,11 @@ function placeImages(
   images: BootImages,
   extraArgs: readonly string[],
 ): { kernel: LoadedKernel; initrd: InitrdPlacement | undefined; cmdline: string } {
-  const kernel = loadKernelImage(memory, images.kernel, config.kernel);
+  const kernel = loadKernelImage(memory, images.kernel, imageLabel(config.kernel));
   const limits = { kernelEnd: kernel.kernelEnd, addrMax: kernel.initrdAddrMax };
-  const initrd = images.initrd === undefined ? undefined : placeInitrd(memory, images.initrd, limits, config.initrd);
+  const initrd = images.initrd === undefined
+    ? undefined
+    : placeInitrd(memory, images.initrd, limits, imageLabel(config.initrd ?? ""));
   const raw = config.cmdline ?? "";
   const user = typeof raw === "string" ? raw : joinCmdline(raw);
   const cmdline = [user, ...extraArgs].filter((s) => s.length > 0).join(" ");
@@ -158,7 +160,15 @@ export function layOut(memory: GuestMemory, config: MachineConfig, plan: BootPla
   buildZeroPage(memory, { setupHeader: kernel.setupHeader, cmdline: placed, initrd, e820, rsdp });
   const gdt = writeGdt(memory);
   writeMpTable(memory, { cpus });
-  return { kernel, initrd, cmdline, e820, gdt, rsdp, entry: chooseEntry(kernel, config.entry, config.kernel) };
+  return {
+    kernel,
+    initrd,
+    cmdline,
+    e820,
+    gdt,
+    rsdp,
+    entry: chooseEntry(kernel, config.entry, imageLabel(config.kernel)),
+  };
 }
 
 /** Builds the ACPI tables for the machine, copies them into guest RAM and returns the RSDP's address. */

@@ -12,14 +12,20 @@ import type { BootTimings } from "../timings.ts";
 export interface MachineConfig {
   /** Guest RAM in MiB. */
   memoryMiB: number;
-  /** Path of an ELF vmlinux or a bzImage. */
-  kernel: string;
-  /** Path of an initrd / initramfs, if any. */
-  initrd?: string | undefined;
+  /** An ELF vmlinux or a bzImage: its path, or its bytes (read in place, not copied). */
+  kernel: string | Uint8Array;
+  /** An initrd / initramfs, if any: its path, or its bytes. */
+  initrd?: string | Uint8Array | undefined;
   /** Kernel command line: a string, or arguments joined with spaces. */
   cmdline?: string | readonly string[] | undefined;
   /** Log unclaimed device accesses and boot decisions to stderr. */
   verbose?: boolean | undefined;
+  /**
+   * Who holds the serial console: "stdio" (the default) wires it to `consoleOutputFd` and
+   * `consoleInputFd`; "script" wires it to `Machine.console`, a console this program reads, waits
+   * on and types into (the two fds are then ignored, and three Ctrl-C in the input are just bytes).
+   */
+  console?: "stdio" | "script" | undefined;
   /** Where the serial console writes (default 1, stdout). */
   consoleOutputFd?: number | undefined;
   /** Where the serial console reads (default 0, stdin; null for none). */

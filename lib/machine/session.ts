@@ -26,6 +26,7 @@ import { MmioDevices, type MmioSlot } from "../virtio/mmio/set.ts";
 import { MailboxServer } from "../virtio/mmio/proxy.ts";
 import type { MachineConfig } from "./config.ts";
 import { MP_STATE } from "../kvm/ioctl.ts";
+import type { ScriptConsole } from "../script/console.ts";
 
 /** What a run needs from its machine. */
 export interface SessionParts {
@@ -41,6 +42,8 @@ export interface SessionParts {
   readonly config: MachineConfig;
   /** The command line as written (its last console= decides where the keyboard goes). */
   readonly cmdline: string;
+  /** The scripted console, if the serial port is wired to one instead of stdio. */
+  readonly script: ScriptConsole | undefined;
 }
 
 /** How a session asks its machine to stop the vCPU. */
@@ -78,7 +81,10 @@ export class RunSession {
     const loop = new EventLoop();
     const fds: number[] = [];
     let input: { close(): void } | undefined;
+    const script = this.#parts.script;
+    let why = "the run ended";
     try {
+      script?.attach(loop);
       const spaceFd = eventfd();
       fds.push(spaceFd);
       const mailbox = { shared: vcpus.map(() => MailboxServer.shared()), fd: eventfd() };
@@ -100,7 +106,7 @@ export class RunSession {
           vmFd: vm.fd,
           runAddress: vcpus[id]!.runAddress.toString(),
           runSize: vcpus[id]!.runSize,
-          consoleFd: config.consoleOutputFd ?? 1,
+          consoleFd: script?.guestFd ?? config.consoleOutputFd ?? 1,
           serial: this.#parts.serial,
           i8042,
           spaceFd,
@@ -122,12 +128,16 @@ export class RunSession {
       await running;
       const all = await Promise.all(threads.map((t) => t.done));
       if (verbose && all.length > 1) all.forEach((r, id) => log(describeVcpuEnd(id, r, vcpus[id]!)));
-      const result = verdict(ended, all);
-      if (!this.#aborted || !result.clean) return result;
-      return { ...result, clean: false, reason: "stopped by the user (three Ctrl-C)" };
+      let result = verdict(ended, all);
+      if (this.#aborted && result.clean) {
+        result = { ...result, end: "stopped", clean: false, reason: "stopped by the user (three Ctrl-C)" };
+      }
+      why = `the run ended (${result.reason})`;
+      return result;
     } finally {
       // The vCPUs first: once they are out of KVM_RUN nothing reaches the devices from the guest's side.
       await this.#control.halt();
+      script?.detach(why);
       input?.close();
       this.#devices?.close();
       loop.close();
@@ -145,7 +155,8 @@ export class RunSession {
     const { config, cmdline } = this.#parts;
     const hvc = config.devices?.findLast((d): d is ConsoleDevice => d instanceof ConsoleDevice);
     const toHvc = hvc !== undefined && consoleInputTarget(cmdline) === "hvc0";
-    const fd = config.consoleInputFd === undefined ? 0 : config.consoleInputFd;
+    const script = this.#parts.script;
+    const fd = script?.guestFd ?? (config.consoleInputFd === undefined ? 0 : config.consoleInputFd);
     let input: ConsoleInput | undefined;
     loop.add(spaceFd, EPOLL.IN, () => {
       drainEventfd(spaceFd);
@@ -153,7 +164,7 @@ export class RunSession {
     });
     if (fd !== null) {
       const sink = toHvc ? (b: Uint8Array) => hvc.receive(b) : (b: Uint8Array) => serial.receive(b);
-      input = new ConsoleInput(loop, fd, sink, () => this.#abort());
+      input = new ConsoleInput(loop, fd, sink, script ? () => {} : () => this.#abort());
       if (toHvc) hvc.onSpace(() => input?.resume());
     }
     const resized = () => hvc?.refreshSize();
@@ -198,5 +209,7 @@ function describeVcpuEnd(id: number, r: VcpuExit, vcpu: Vcpu): string {
       state = `unreadable (${e instanceof Error ? e.message : String(e)})`;
     }
   }
-  return `vCPU ${id}: ${r.reason} at rip ${r.rip ?? "unknown"}, mp state ${state}, ${r.exits} exits`;
+  return `vCPU ${id}: ${r.reason} at rip ${
+    r.rip === undefined ? "unknown" : `0x${r.rip.toString(16)}`
+  }, mp state ${state}, ${r.exits} exits`;
 }

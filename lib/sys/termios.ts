@@ -6,6 +6,7 @@
 
 import { lastErrno, libc } from "./libc.ts";
 import { SysError } from "./errno.ts";
+import { ioctl } from "./calls.ts";
 
 const TERMIOS_SIZE = 60;
 const C_LFLAG = 12;
@@ -55,4 +56,29 @@ export class RawTerminal {
     this.#saved = undefined;
     libc.tcsetattr(this.#fd, TCSANOW, Deno.UnsafePointer.of(saved));
   }
+}
+
+const TIOCGWINSZ = 0x5413;
+
+/** A terminal's size in characters. */
+export interface WindowSize {
+  /** Columns. */
+  cols: number;
+  /** Rows. */
+  rows: number;
+}
+
+/**
+ * The window size of terminal `fd` (TIOCGWINSZ).
+ * @param fd a descriptor that may be a terminal
+ * @returns columns and rows, or undefined if `fd` is not a terminal
+ */
+export function windowSize(fd: number): WindowSize | undefined {
+  const ws = new Uint16Array(4);
+  try {
+    ioctl(fd, TIOCGWINSZ, ws, "TIOCGWINSZ");
+  } catch {
+    return undefined;
+  }
+  return { rows: ws[0]!, cols: ws[1]! };
 }

@@ -10,7 +10,7 @@
  * package, named after a hash of what went into it. :*/
 
 import { loadOrder } from "../vm/image.ts";
-import { type CpioEntry, gzip, newc, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG } from "../linux.ts";
+import { type CpioEntry, gzip, newc, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG } from "../../lib/boot/cpio.ts";
 import { shortHash } from "../../tests/guest/build.ts";
 import type { DebianKernel } from "./kernel.ts";
 

@@ -79,5 +79,5 @@ Deno.test("acpi sleep: through handleExit, Linux's power-off sequence stops the 
   assert.equal(view.getUint8(80), 0);
   pioExit(view, { port: ACPI_SLEEP_CONTROL_PORT, size: 1, out: true, dataOffset: 80 });
   view.setUint8(80, S5);
-  assertStop(handleExit(view, ctx), true, /^power-off requested by acpi-sleep$/);
+  assertStop(handleExit(view, ctx), "power-off", /^power-off requested by acpi-sleep$/);
 });

@@ -61,20 +61,20 @@ Deno.test("exits: bad MMIO lengths stop uncleanly; an MMIO reset request stops c
   assert.equal(d.writes.length, 0);
   const { view } = page();
   mmioExit(view, 0xd000_0010, 4, true);
-  assertStop(handleExit(view, ctx), true, /^reset requested by virtio$/);
+  assertStop(handleExit(view, ctx), "reset", /^reset requested by virtio$/);
 });
 
 Deno.test("exits: shutdown, halt and system events", () => {
   const ctx = context();
   const { view } = page();
   set(view, { exit_reason: KVM_EXIT.SHUTDOWN });
-  assertStop(handleExit(view, ctx), true, /triple fault/);
+  assertStop(handleExit(view, ctx), "triple-fault", /triple fault/);
   set(view, { exit_reason: KVM_EXIT.HLT });
-  assertStop(handleExit(view, ctx), true, /^guest halted$/);
+  assertStop(handleExit(view, ctx), "halt", /^guest halted$/);
   set(view, { exit_reason: KVM_EXIT.SYSTEM_EVENT, "system_event.type": 1 });
-  assertStop(handleExit(view, ctx), true, /^guest powered off$/);
+  assertStop(handleExit(view, ctx), "power-off", /^guest powered off$/);
   set(view, { "system_event.type": 2 });
-  assertStop(handleExit(view, ctx), true, /^guest reset$/);
+  assertStop(handleExit(view, ctx), "reset", /^guest reset$/);
   set(view, { "system_event.type": 3 });
   assertStop(handleExit(view, ctx), false, /^guest system event 3 \(crash\)$/);
   set(view, { "system_event.type": 0 });

@@ -1,5 +1,6 @@
 /** Building kvm_run pages by hand for the handleExit tests (exits_*test.ts). */
 
+import type { RunEnd } from "../../lib/vcpu_protocol.ts";
 import assert from "node:assert/strict";
 import { Bus, type BusAction, type BusDevice } from "../../lib/bus.ts";
 import type { ExitContext, ExitResult } from "../../lib/kvm/exits.ts";
@@ -73,11 +74,12 @@ export function mmioExit(view: DataView, addr: number | bigint, len: number, wri
   set(view, { exit_reason: KVM_EXIT.MMIO, "mmio.phys_addr": addr, "mmio.len": len, "mmio.is_write": write ? 1 : 0 });
 }
 
-/** Asserts a stop verdict, clean or not, whose reason matches `pattern`. */
-export function assertStop(r: ExitResult, clean: boolean, pattern: RegExp): void {
+/** Asserts a stop verdict, clean with the given end or not clean (`false`), whose reason matches `pattern`. */
+export function assertStop(r: ExitResult, end: false | Exclude<RunEnd, "error">, pattern: RegExp): void {
   assert.equal(r.kind, "stop", JSON.stringify(r));
   if (r.kind !== "stop") return;
-  assert.equal(r.clean, clean, r.reason);
+  assert.equal(r.clean, end !== false, r.reason);
+  if (r.clean) assert.equal(r.end, end, r.reason);
   assert.match(r.reason, pattern);
 }
 

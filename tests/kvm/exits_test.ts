@@ -182,12 +182,12 @@ Deno.test("exits: a device write asking for reset stops the VM cleanly (real i80
   assert.equal(post.last, 0x42);
   pioExit(view, { port: 0x64, size: 1, out: true, dataOffset: 80 });
   view.setUint8(80, 0xfe);
-  assertStop(handleExit(view, ctx), true, /^reset requested by i8042$/);
+  assertStop(handleExit(view, ctx), "reset", /^reset requested by i8042$/);
   // A reset in the middle of rep outsb ends the string there.
   const ctx2 = context();
   const r = new Recorder("resetter", () => 0, "reset");
   ctx2.pio.add(0x500, 1, r);
   pioExit(view, { port: 0x500, size: 1, out: true, count: 5, dataOffset: 80 });
-  assertStop(handleExit(view, ctx2), true, /resetter/);
+  assertStop(handleExit(view, ctx2), "reset", /resetter/);
   assert.equal(r.writes.length, 1);
 });

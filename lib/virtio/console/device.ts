@@ -10,13 +10,15 @@
  * before any queue exists, and SIZE, the terminal's columns and rows, which
  * we offer only when there is a terminal to ask. :*/
 
-import { ioctl } from "../../sys/calls.ts";
+import { type WindowSize, windowSize } from "../../sys/termios.ts";
 import { EPOLL } from "../../sys/epoll.ts";
 import { writeChain } from "../chain.ts";
 import { ConsoleOutput } from "./output.ts";
 import { bit, type DeviceContext, type QueueSession, VIRTIO_ID, type VirtioDevice } from "../device.ts";
 import { type DrainEnd, drainQueue, LoopQueue } from "../drain.ts";
 import { type Chain, type Virtqueue, VirtqueueError } from "../queue.ts";
+
+export { type WindowSize, windowSize };
 
 /** virtio-console feature bits (bit numbers, virtio spec 5.3.3). */
 export const VIRTIO_CONSOLE_F = { SIZE: 0, MULTIPORT: 1, EMERG_WRITE: 2 } as const;
@@ -28,7 +30,6 @@ export const CONSOLE_RX = 0;
 export const CONSOLE_TX = 1;
 
 const QUEUE_SIZE = 256;
-const TIOCGWINSZ = 0x5413;
 /** Chains one turn takes from a queue, in multiples of its size, before yielding to the loop. */
 export const BUDGET_RINGS = 4;
 /** How long to wait before retrying an output that cannot be watched with epoll (ms). */
@@ -40,29 +41,6 @@ export interface ConsoleOptions {
   outputFd?: number | undefined;
   /** A terminal to take the window size from (TIOCGWINSZ): VIRTIO_CONSOLE_F_SIZE is offered only if it answers. */
   sizeFd?: number | undefined;
-}
-
-/** A terminal's size in characters. */
-export interface WindowSize {
-  /** Columns. */
-  cols: number;
-  /** Rows. */
-  rows: number;
-}
-
-/**
- * The window size of terminal `fd` (TIOCGWINSZ).
- * @param fd a descriptor that may be a terminal
- * @returns columns and rows, or undefined if `fd` is not a terminal
- */
-export function windowSize(fd: number): WindowSize | undefined {
-  const ws = new Uint16Array(4);
-  try {
-    ioctl(fd, TIOCGWINSZ, ws, "TIOCGWINSZ");
-  } catch {
-    return undefined;
-  }
-  return { rows: ws[0]!, cols: ws[1]! };
 }
 
 /** The error for chain `head` breaking one of the console's own rules (V:365). */

@@ -1,17 +1,14 @@
-/*V:200 The virtio-mmio transport (virtio 1.x, register layout version 2).
- * Each device owns a 4 KiB window of guest physical addresses and an IRQ,
- * and the driver learns of it from the kernel command line. This is the
- * modern heir of lguest's device page: instead of a page of descriptors, a
- * page of registers per device.
- *
- * The guest's register accesses arrive on the vCPU thread, but the device
- * lives on the main thread. So the transport keeps its state here, on the
- * main thread, and after every change it publishes what each register would
- * read into a shared 4 KiB "register image". The vCPU thread answers reads
- * straight from that image and acknowledges interrupts in it atomically;
- * only writes that change state cross to the main thread (proxy.ts).
- * Doorbells (QueueNotify) never reach either thread as exits: KVM turns
- * them into eventfd signals (ioeventfd). :*/
+/*V:200 The virtio-mmio transport (virtio 1.x, register layout version 2),
+ * the modern heir of lguest's device page: a 4 KiB window of registers and
+ * an IRQ per device, which the driver finds in the ACPI DSDT (or, with
+ * --no-acpi, on the kernel command line). Register accesses arrive on the
+ * vCPU thread but the device lives on the main thread, so the transport
+ * keeps its state here and after every change publishes what each register
+ * would read into a shared "register image". The vCPU thread answers reads
+ * from that image and acknowledges interrupts in it atomically; only writes
+ * that change state cross to the main thread (proxy.ts). Doorbells
+ * (QueueNotify) never reach either thread: KVM turns them into eventfd
+ * signals (ioeventfd). :*/
 
 import type { GuestMemory } from "../../memory.ts";
 import type { EventLoop } from "../../eventloop.ts";

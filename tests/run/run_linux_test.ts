@@ -1,0 +1,90 @@
+// lguest-test-needs: guest-kernel
+/*T:768 The runner and the scripting API on Linux, the project's own build
+ * (scripts/linux.ts, no ACPI): `lguest run` passes a command's output
+ * through byte for byte and exits with its status, and the README's
+ * TypeScript example (examples/script_shell.ts) waits for the shell's
+ * prompt, runs `uname -r` and `cat /proc/cpuinfo | wc -l`, checks both and
+ * powers the guest off. In the test VM, a boot that ends in the emulator's
+ * known stall (T:236) is booted again, a bounded number of times. :*/
+
+import assert from "node:assert/strict";
+import { ensureLinux } from "../../scripts/linux.ts";
+import { kvmFlavour } from "../../lib/kvm/kvm.ts";
+import { EMULATOR_STALL_RETRIES, emulatorStall } from "../helpers/emulator_stall.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const FLAVOUR = kvmFlavour();
+const WHY_NOT = FLAVOUR === "none"
+  ? "no /dev/kvm here (deno task test runs this file in the test VM)"
+  : FLAVOUR === "pvm"
+  ? "PVM emulates guest ring 0, so Linux cannot reach userspace here (deno task test runs this file in the test VM)"
+  : undefined;
+if (WHY_NOT) console.log(`run_linux_test: skipping: ${WHY_NOT}`);
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** Runs a deno program, SIGTERM after `timeoutMs`. */
+async function spawn(args: string[], timeoutMs: number): Promise<Ran> {
+  const child = new Deno.Command(Deno.execPath(), { args, cwd: ROOT, stdin: "null", stdout: "piped", stderr: "piped" })
+    .spawn();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill("SIGTERM");
+  }, timeoutMs);
+  const out = await child.output();
+  clearTimeout(timer);
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr), timedOut };
+}
+
+async function pastStalls(vmlinux: string, attempt: () => Promise<Ran>, stalled: (r: Ran) => boolean): Promise<Ran> {
+  for (let retry = 0;; retry++) {
+    const r = await attempt();
+    const stall = await emulatorStall(r.stderr, stalled(r), vmlinux);
+    if (stall === undefined || retry === EMULATOR_STALL_RETRIES) return r;
+    console.log(`run: boot ${retry + 1} ended in the known emulator stall (${stall}); booting again`);
+  }
+}
+
+const show = (r: Ran) => `exit ${r.code}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr.slice(-3000)}`;
+
+Deno.test({
+  name: "lguest run: a command's output, byte for byte, and its exit status",
+  ignore: WHY_NOT !== undefined,
+  async fn() {
+    const linux = await ensureLinux({ log: (s) => console.log(`linux: ${s}`) });
+    const command = `uname -r; printf 'a  b\\tc\\n'; echo to-stderr >&2; printf 'no newline'; exit 3`;
+    const r = await pastStalls(
+      linux.vmlinux,
+      () => spawn(["run", "-A", "cli.ts", "run", "--no-acpi", "--verbose", linux.bzImage, "--", command], 180_000),
+      (r) => r.timedOut,
+    );
+    // The guest has one console: the command's stderr comes back on the same stream as its stdout.
+    assert.equal(r.stdout, `${linux.version}\na  b\tc\nto-stderr\nno newline`, show(r));
+    assert.equal(r.code, 3, show(r));
+  },
+});
+
+Deno.test({
+  name: "README example: a script waits for the shell, runs uname -r and counts /proc/cpuinfo, powers off",
+  ignore: WHY_NOT !== undefined,
+  async fn() {
+    const linux = await ensureLinux({ log: (s) => console.log(`linux: ${s}`) });
+    const r = await pastStalls(
+      linux.vmlinux,
+      () => spawn(["run", "-A", "examples/script_shell.ts", linux.bzImage, "--no-acpi"], 240_000),
+      (r) => /did not appear within/.test(r.stderr),
+    );
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout, new RegExp(`^uname -r: ${linux.version.replaceAll(".", "\\.")}$`, "m"), show(r));
+    const lines = Number(/^\/proc\/cpuinfo: (\d+) lines$/m.exec(r.stdout)?.[1]);
+    assert.ok(lines >= 10, `a CPU's entry in /proc/cpuinfo is more than 10 lines\n${show(r)}`);
+    assert.match(r.stdout, /^run ended: (power-off|halt) /m, show(r));
+  },
+});
