@@ -27,6 +27,7 @@
 import { at, getpid, tgkill } from "./sys/calls.ts";
 import { KVM_RUN } from "./kvm/structs.ts";
 import type { VcpuExit, VcpuInit, VcpuMessage } from "./vcpu_protocol.ts";
+import { workerUrl } from "./worker_url.ts";
 
 /**
  * The signal that kicks a thread out of a blocking system call, by Deno's
@@ -103,7 +104,7 @@ export class VcpuThread {
 
   private constructor() {
     ensureKickListener();
-    const worker = new Worker(new URL("./vcpu.worker.ts", import.meta.url).href, { type: "module" });
+    const worker = new Worker(workerUrl(new URL("./vcpu.worker.ts", import.meta.url)), { type: "module" });
     let onStarted: (tid: number) => void = () => {};
     this.#started = new Promise<number>((r) => onStarted = r);
     this.done = new Promise<VcpuExit>((resolve) => this.#settle = resolve);

@@ -11,13 +11,16 @@
  * the launcher's module graph without running it, bench/kvm_exit.c (a C
  * launcher doing the same KVM work for the same guest, which bounds what
  * the guest itself costs; on PVM its ring-0 code is emulated), and
- * phases.ts timing each phase of the launcher's own boot. :*/
+ * phases.ts timing each phase of the launcher's own boot. And it boots
+ * the guest with `deno task bundle`'s dist/lguest against `deno run
+ * cli.ts`, in pairs, to show what one file per isolate saves. :*/
 
 import { describeFailure, type ProbeResult, probeRun } from "./probe.ts";
 import { contextFor, lguestCommand, pairs, qemuCommand, runToEnd } from "./run.ts";
 import { cacheRoot } from "../../tests/guest/build.ts";
 import { figure, fmt, median } from "./stats.ts";
 import type { BenchContext, Benchmark, Section } from "./types.ts";
+import { bundle } from "../bundle.ts";
 
 const TARGET_MS = 30;
 
@@ -53,6 +56,33 @@ async function bundleLoadOnly(ctx: BenchContext): Promise<string | undefined> {
   if (r.code === 0) return out;
   ctx.log(`launch: deno bundle failed, no bundled floor: ${r.stderr.trim().slice(0, 200)}`);
   return undefined;
+}
+
+/**
+ * `deno task bundle`'s launcher (T:051) against `deno run cli.ts`, booting the same guest, in alternating
+ * pairs after one warm-up each (both then start from a warm cache: compiled modules for one, V8's code cache
+ * for the other); undefined if the bundle could not be built.
+ */
+async function bundledAgainstSource(ctx: BenchContext, reps: number) {
+  let launcher: string;
+  try {
+    launcher = await bundle(`${cacheRoot()}/bench-dist`);
+  } catch (e) {
+    ctx.log(`launch: deno task bundle failed, no bundled launcher: ${String(e).slice(0, 200)}`);
+    return undefined;
+  }
+  const sourceCmd = lguestCommand(ctx, ["128", ctx.tools.guest]);
+  const bundledCmd = [launcher, "--no-acpi", "128", ctx.tools.guest];
+  const source = side();
+  const bundled = side();
+  const boot = async (s: Side, cmd: string[]) => {
+    const r = await probeRun(ctx.tools.probe, cmd, { marker: "DONE", timeoutS: 30 });
+    record(s, r, cleanGuest(r));
+  };
+  await probeRun(ctx.tools.probe, sourceCmd, { marker: "DONE", timeoutS: 30 });
+  await probeRun(ctx.tools.probe, bundledCmd, { marker: "DONE", timeoutS: 30 });
+  await pairs(reps, () => boot(source, sourceCmd), () => boot(bundled, bundledCmd));
+  return { reps, source, bundled };
 }
 
 async function floors(ctx: BenchContext) {
@@ -146,6 +176,8 @@ export const launchBenchmark: Benchmark = {
     );
     ctx.log(`launch: floors (empty Deno script, module load only, C launcher)`);
     const floor = await floors(ctx);
+    ctx.log(`launch: ${reps} pairs, deno task bundle's launcher against deno run cli.ts`);
+    const vsBundle = await bundledAgainstSource(ctx, reps);
 
     const peerName = `QEMU microvm, PVH entry (${ctx.machine.qemu})`;
     const context = contextFor(ctx, peerName);
@@ -180,6 +212,18 @@ export const launchBenchmark: Benchmark = {
     for (const f of l.failures.slice(0, 3)) analysis.push(`lguest run failed: ${f}`);
     if (!qemuWorks) analysis.push(`QEMU did not boot the test guest: ${peerOutcome}`);
     if (asymmetry !== undefined) analysis.push(asymmetry);
+    if (vsBundle !== undefined) {
+      const { source, bundled } = vsBundle;
+      const ms = (xs: number[]) => fmt(median(xs));
+      analysis.push(
+        `Bundled against unbundled, ${vsBundle.reps} alternating pairs booting the same guest (medians): ` +
+          `dist/lguest from deno task bundle (one JavaScript file per isolate) reaches the first serial byte in ` +
+          `${ms(bundled.first)} ms and exits in ${ms(bundled.exit)} ms (${ms(bundled.rss)} MiB), ` +
+          `deno run cli.ts in ${ms(source.first)} and ${ms(source.exit)} ms (${ms(source.rss)} MiB).` +
+          source.failures.slice(0, 1).map((f) => ` An unbundled run failed: ${f}.`).join("") +
+          bundled.failures.slice(0, 1).map((f) => ` A bundled run failed: ${f}.`).join(""),
+      );
+    }
     const exit = figures[1]!.lguest;
     if (exit !== null && floor.empty !== null && floor.load !== null && floor.c !== null) {
       const vm = exit - floor.load;

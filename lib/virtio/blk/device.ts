@@ -52,6 +52,7 @@ import { SysError } from "../../sys/errno.ts";
 import { bit, type DeviceContext, type QueueSession, VIRTIO_ID, type VirtioDevice } from "../device.ts";
 import { ID_BYTES, SECTOR_SIZE, VIRTIO_BLK_F } from "./request.ts";
 import { QCTL, type QueueCommand, type QueueReport } from "./protocol.ts";
+import { workerUrl } from "../../worker_url.ts";
 
 /** Options for {@link BlockDevice.open}. */
 export interface BlockOptions {
@@ -150,7 +151,7 @@ export class BlockDevice implements VirtioDevice {
     new TextEncoder().encodeInto(this.serial, id);
     this.#ctl = new Int32Array(new SharedArrayBuffer(4 * QCTL.WORDS));
     this.#stopFd = eventfd();
-    this.#worker = new Worker(new URL("./queue_thread.worker.ts", import.meta.url).href, {
+    this.#worker = new Worker(workerUrl(new URL("./queue_thread.worker.ts", import.meta.url)), {
       type: "module",
       name: `${this.name} queue thread`,
     });

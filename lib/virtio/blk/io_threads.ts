@@ -29,6 +29,7 @@
 import { close, drainEventfd, eventfd } from "../../sys/calls.ts";
 import type { IoVecs } from "../../sys/iovec.ts";
 import { SLOT, type SlotLayout, slotLayout, type WorkerInit } from "./protocol.ts";
+import { workerUrl } from "../../worker_url.ts";
 
 export { IO_OP } from "./protocol.ts";
 
@@ -106,7 +107,10 @@ export class BlockIo {
   }
 
   #spawn(init: WorkerInit, label: string): void {
-    const worker = new Worker(new URL("./io_thread.worker.ts", import.meta.url).href, { type: "module", name: label });
+    const worker = new Worker(workerUrl(new URL("./io_thread.worker.ts", import.meta.url)), {
+      type: "module",
+      name: label,
+    });
     worker.onerror = (ev) => {
       ev.preventDefault();
       this.#alive--;
