@@ -1,7 +1,7 @@
 /**
  * Drives a Linux guest's shell from TypeScript: boot, wait for the prompt, run two commands, check
  * what they print, power off. Run it as
- * `deno run -A examples/script_shell.ts <bzImage|vmlinux> [--no-acpi]`; it exits 0 when every
+ * `deno run -A examples/script_shell.ts <bzImage|vmlinux> [--no-acpi] [kernel words...]`; it exits 0 when every
  * check passed. The kernel needs a serial console; the shell is busybox, from the runner's initramfs.
  *
  * @module
@@ -11,16 +11,17 @@ import { Machine, runInitramfs, SHELL_PROMPT } from "../mod.ts";
 
 const [kernel, ...flags] = Deno.args;
 if (kernel === undefined) {
-  console.error("usage: script_shell.ts <bzImage|vmlinux> [--no-acpi]");
+  console.error("usage: script_shell.ts <bzImage|vmlinux> [--no-acpi] [kernel words...]");
   Deno.exit(2);
 }
 
+const acpi = !flags.includes("--no-acpi");
 await using machine = Machine.create({
   memoryMiB: 256,
   kernel,
   initrd: await runInitramfs({ nonce: "shell" }), // no command: /init starts an interactive shell
-  cmdline: "console=ttyS0 quiet panic=-1",
-  acpi: !flags.includes("--no-acpi"),
+  cmdline: ["console=ttyS0", "quiet", "panic=-1", ...flags.filter((f) => !f.startsWith("--"))],
+  acpi,
   console: "script",
 });
 const run = machine.run();
@@ -37,7 +38,8 @@ try {
   const cpuinfoLines = Number((await sh("cat /proc/cpuinfo | wc -l")).trim());
   console.log(`uname -r: ${release}`);
   console.log(`/proc/cpuinfo: ${cpuinfoLines} lines`);
-  await machine.console.write("poweroff -f\n");
+  // Without ACPI a kernel cannot power the machine off (it would halt with interrupts off, for ever): reboot instead.
+  await machine.console.write(acpi ? "poweroff -f\n" : "reboot -f\n");
   const result = await run;
   console.log(`run ended: ${result.end} (${result.reason})`);
   if (!/^\d+\.\d+\.\d+/.test(release) || !(cpuinfoLines > 0) || !result.clean) Deno.exitCode = 1;

@@ -12,23 +12,28 @@
 
 import assert from "node:assert/strict";
 import { ensureLinux } from "../scripts/linux.ts";
-import { kvmFlavour } from "../lib/kvm/kvm.ts";
 import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
 import { BOOT_TIMER_MAGIC } from "../lib/devices/boot_timer.ts";
 import { parseBootTimerLines } from "../lib/timings.ts";
-import { EMULATOR_STALL_RETRIES, emulatorStall } from "./helpers/emulator_stall.ts";
+import {
+  EMULATOR_STALL_RETRIES,
+  emulatorStall,
+  linuxUnreachable,
+  TEST_VM_GUEST_ARGS,
+} from "./helpers/emulator_stall.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const FLAVOUR = kvmFlavour();
 const MEMORY_MIB = 128;
 /** A boot whose console says nothing for this long has stalled (T:236); a healthy one is never quiet so long. */
 const SILENT_MS = 60_000;
-const CMDLINE = ["console=ttyS0", "earlyprintk=serial,ttyS0,115200", "lguest.exit=reboot", "reboot=k"];
-const WHY_NOT = FLAVOUR === "none"
-  ? "no /dev/kvm here (deno task test runs this file in the test VM)"
-  : FLAVOUR === "pvm"
-  ? "PVM emulates guest ring 0, so Linux cannot reach userspace here (deno task test runs this file in the test VM)"
-  : await netnsProblem();
+const CMDLINE = [
+  "console=ttyS0",
+  "earlyprintk=serial,ttyS0,115200",
+  "lguest.exit=reboot",
+  "reboot=k",
+  ...TEST_VM_GUEST_ARGS,
+];
+const WHY_NOT = linuxUnreachable() ?? await netnsProblem();
 if (WHY_NOT) console.log(`linux_boot_test: skipping: ${WHY_NOT}`);
 
 interface Boot {

@@ -6,7 +6,7 @@
  * case boots the VM once (about ten seconds of emulation). :*/
 
 import assert from "node:assert/strict";
-import { runInVm } from "../scripts/vm/run.ts";
+import { lockupProblem, runInVm, STUCK_FOR_GOOD_S } from "../scripts/vm/run.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const opts = { sanitizeResources: false, sanitizeOps: false };
@@ -125,3 +125,14 @@ for (const signal of ["SIGINT", "SIGKILL"] as const) {
     },
   });
 }
+
+Deno.test("vm: a CPU reported stuck for minutes ends the run; one that ran late under a busy host does not", () => {
+  const late = "[  80.1] watchdog: BUG: soft lockup - CPU#1 stuck for 122s! [deno:512]\n" +
+    "[ 210.3] watchdog: BUG: soft lockup - CPU#0 stuck for 130s! [qemu:77]\n";
+  assert.equal(lockupProblem(late), undefined);
+  const hung = `${late}[ 330.0] watchdog: BUG: soft lockup - CPU#1 stuck for ${STUCK_FOR_GOOD_S}s! [deno:512]\n`;
+  assert.equal(
+    lockupProblem(hung),
+    `vm: the VM's kernel is stuck: BUG: soft lockup - CPU#1 stuck for ${STUCK_FOR_GOOD_S}s! [deno:512]`,
+  );
+});

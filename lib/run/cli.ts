@@ -28,6 +28,7 @@ Options:
   --block=<file>[,ro]    a virtio disk (repeatable; the first is /dev/vda)
   --rng                  a virtio entropy device
   --no-acpi              no ACPI tables (kernels without CONFIG_ACPI)
+  --append=<words>       more kernel command-line words (repeatable)
   --show-boot            print the boot's console output on stderr
   -v, --verbose          the launcher's own log on stderr
   -h, --help             show this help
@@ -44,6 +45,8 @@ export interface RunArgs {
   block: Array<{ path: string; readOnly: boolean }>;
   rng: boolean;
   acpi: boolean;
+  /** More kernel command-line words. */
+  append: string[];
   showBoot: boolean;
   verbose: boolean;
   help: boolean;
@@ -57,7 +60,7 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
   // Options end at the kernel: what follows it is the command's, dashes and all.
   let i = 0;
   while (i < argv.length && argv[i]!.startsWith("-") && argv[i] !== "--") {
-    i += ["--mem", "--cpus", "--block"].includes(argv[i]!) ? 2 : 1;
+    i += ["--mem", "--cpus", "--block", "--append"].includes(argv[i]!) ? 2 : 1;
   }
   const rest = argv.slice(i);
   const kernel = rest[0] === "--" ? undefined : rest[0];
@@ -70,6 +73,7 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
       mem: { type: "string" },
       cpus: { type: "string" },
       block: { type: "string", multiple: true },
+      append: { type: "string", multiple: true },
       rng: { type: "boolean" },
       "no-acpi": { type: "boolean" },
       "show-boot": { type: "boolean" },
@@ -94,6 +98,7 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
     }),
     rng: values.rng ?? false,
     acpi: !(values["no-acpi"] ?? false),
+    append: (values.append ?? []).flatMap((a) => a.split(/\s+/)).filter((w) => w.length > 0),
     showBoot: values["show-boot"] ?? false,
     verbose: values.verbose ?? false,
     help: values.help ?? false,
@@ -134,6 +139,7 @@ export async function runMain(argv: readonly string[]): Promise<number> {
       memoryMiB: args.memoryMiB,
       cpus: args.cpus,
       acpi: args.acpi,
+      cmdline: args.append,
       devices: await openDevices(args),
       kvmPath: Deno.env.get("LGUEST_KVM") ?? "/dev/kvm",
       verbose: args.verbose,

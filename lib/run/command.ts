@@ -3,7 +3,7 @@
  * and the console held by this program (L:441), pass the guest's console
  * through untouched until the begin marker (that is the boot, shown only
  * with `bootLog`), then hand the command's output on as it arrives, holding
- * back only a tail short enough to be the start of the end marker, and take
+ * back only a tail that could be the start of the end marker, and take
  * the exit status from that marker. A guest that stops before the marker
  * (a panic, a kernel without a serial console, the machine stopped) is a
  * failed run, with the console's last lines, never a made-up status. :*/
@@ -119,7 +119,7 @@ export class MarkerFilter {
   constructor(nonce: string, output: (b: Uint8Array) => void, bootLog?: (b: Uint8Array) => void) {
     const enc = new TextEncoder();
     this.#begin = enc.encode(`${beginMarker(nonce)}\n`);
-    this.#end = enc.encode(`\n${endMarker(nonce)} `);
+    this.#end = enc.encode(`${endMarker(nonce)} `);
     this.#output = output;
     this.#bootLog = bootLog;
   }
@@ -134,7 +134,7 @@ export class MarkerFilter {
     if (this.#state === "boot") {
       const at = indexOf(buf, this.#begin);
       if (at < 0) {
-        this.#pending = this.#release(buf, this.#begin.length, this.#bootLog);
+        this.#pending = this.#release(buf, this.#begin, this.#bootLog);
         return;
       }
       this.#bootLog?.(buf.subarray(0, at));
@@ -144,7 +144,7 @@ export class MarkerFilter {
     const data = this.#pending;
     const at = indexOf(data, this.#end);
     if (at < 0) {
-      this.#pending = this.#release(data, this.#end.length, this.#output);
+      this.#pending = this.#release(data, this.#end, this.#output);
       return;
     }
     const nl = data.indexOf(0x0a, at + this.#end.length);
@@ -161,12 +161,19 @@ export class MarkerFilter {
     this.#pending = new Uint8Array(0);
   }
 
-  /** Passes on all but the last `keep - 1` bytes (a marker could start there); returns what is kept. */
-  #release(buf: Uint8Array, keep: number, to: ((b: Uint8Array) => void) | undefined): Uint8Array {
-    const cut = Math.max(0, buf.length - (keep - 1));
+  /** Passes on all but the longest tail of `buf` that could be the start of `marker`; returns that tail. */
+  #release(buf: Uint8Array, marker: Uint8Array, to: ((b: Uint8Array) => void) | undefined): Uint8Array {
+    let keep = Math.min(buf.length, marker.length - 1);
+    while (keep > 0 && !startsWith(marker, buf.subarray(buf.length - keep))) keep--;
+    const cut = buf.length - keep;
     if (cut > 0) to?.(buf.slice(0, cut));
     return buf.slice(cut);
   }
+}
+
+function startsWith(whole: Uint8Array, part: Uint8Array): boolean {
+  for (let i = 0; i < part.length; i++) if (whole[i] !== part[i]) return false;
+  return true;
 }
 
 function indexOf(hay: Uint8Array, needle: Uint8Array): number {

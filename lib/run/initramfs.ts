@@ -2,7 +2,8 @@
  * milliseconds: busybox is the only big file, and gzip is fast on it). Its
  * /init mounts what a shell expects, turns off the serial line's newline
  * translation (so the command's output reaches us byte for byte), then
- * either runs the command between two marker lines or, without a command,
+ * either runs the command after a begin marker line and prints the end
+ * marker with its status straight after its output or, without a command,
  * gives the console an interactive shell. Either way the machine is
  * rebooted at the end, which every kernel can do without ACPI: the
  * keyboard controller's reset line, or a triple fault, both of which end
@@ -27,7 +28,7 @@ export function beginMarker(nonce: string): string {
   return `LGUEST-RUN-BEGIN-${nonce}`;
 }
 
-/** The line after it, followed by a space and the command's exit status. */
+/** Printed straight after the command's output (on its line or not), then a space and its exit status. */
 export function endMarker(nonce: string): string {
   return `LGUEST-RUN-END-${nonce}`;
 }
@@ -72,7 +73,7 @@ if [ -f /lguest/command ]; then
 	echo ${beginMarker(nonce)}
 	sh /lguest/command
 	status=$?
-	printf '\\n${endMarker(nonce)} %d\\n' "$status"
+	printf '${endMarker(nonce)} %d\\n' "$status"
 else
 	sh -i
 fi

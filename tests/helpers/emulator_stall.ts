@@ -20,6 +20,8 @@
  * slow path) and boot again, a bounded number of times, saying so. Any
  * other failure, and the same stall on hardware KVM, fails the test. :*/
 
+import { kvmFlavour } from "../../lib/kvm/kvm.ts";
+
 /** The [start, end) address range of `symbol` in `vmlinux`, from `nm -n`. */
 async function symbolRange(vmlinux: string, symbol: string): Promise<[bigint, bigint] | undefined> {
   const out = await new Deno.Command("nm", { args: ["-n", vmlinux], stdout: "piped", stderr: "null" }).output();
@@ -51,3 +53,31 @@ export async function emulatorStall(launcher: string, timedOut: boolean, vmlinux
 
 /** How many times a Linux boot test boots again after the known emulator stall. */
 export const EMULATOR_STALL_RETRIES = 5;
+
+/*T:237 The same stall, avoided. Booting the project's Linux again and again
+ * in one test VM, with and without `nopv` (which makes the guest ignore
+ * that it runs on KVM: no kvmclock, no paravirtual EOI, no async page
+ * faults, no steal time), 3 of 16 boots without it stalled as T:236 says
+ * and none of 16 with it (and none of 2 in an earlier session); the boots
+ * ran interleaved, so both saw the same host and the same VM; a later run
+ * still stalled once with it, so it makes the stall rarer, not impossible.
+ * Which paravirtual path the emulated SVM gets wrong is not known. So in the
+ * test VM, and only there, the Linux tests add `nopv` to the guest's
+ * command line; on hardware KVM the guest keeps every paravirtual feature,
+ * and the retry above stays as the backstop. :*/
+
+/** Kernel command-line words the Linux tests add in the test VM only (T:237). */
+export const TEST_VM_GUEST_ARGS: readonly string[] = Deno.env.get("LGUEST_TEST_VM") === "tcg" ? ["nopv"] : [];
+
+/**
+ * Why Linux cannot reach userspace on this host, or undefined if it can (hardware KVM, or the test VM's nested KVM).
+ * @returns one line for the test's ignore reason
+ */
+export function linuxUnreachable(): string | undefined {
+  const flavour = kvmFlavour();
+  if (flavour === "none") return "no /dev/kvm here (deno task test runs this file in the test VM)";
+  if (flavour === "pvm") {
+    return "PVM emulates guest ring 0, so Linux cannot reach userspace here (deno task test runs this file in the test VM)";
+  }
+  return undefined;
+}
