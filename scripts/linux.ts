@@ -18,8 +18,8 @@
  * paths as JSON. :*/
 
 import { cacheRoot } from "./cache.ts";
-import { isStaticElf } from "../lib/run/busybox.ts";
-import { type CpioEntry, gzip, newc, S_IFCHR, S_IFDIR, S_IFLNK, S_IFREG } from "../lib/boot/cpio.ts";
+import { BUSYBOX, ensureBuildInputs, exists, SOURCE_TARBALL } from "./linux/prerequisites.ts";
+import { APPLETS, buildInitramfs, INIT_URL } from "./linux/initramfs.ts";
 
 /** Paths to a built guest kernel and initramfs, all inside the cache. */
 export interface LinuxArtifacts {
@@ -48,74 +48,8 @@ export interface EnsureLinuxOptions {
  * version cover decisions made in this file: bump FORMAT_VERSION when
  * changing how things are built. :*/
 const FORMAT_VERSION = 1;
-const SOURCE_TARBALL = "/usr/src/linux-source-6.1.tar.xz";
 const SOURCE_TOPDIR = "linux-source-6.1";
-const BUSYBOX = "/bin/busybox";
 const FRAGMENT_URL = new URL("./linux/guest.config", import.meta.url);
-const INIT_URL = new URL("./linux/init", import.meta.url);
-
-/** Busybox applets linked into /bin of the initramfs: what /init uses, plus
- * a few for poking around by hand. */
-const APPLETS = [
-  "sh",
-  "ash",
-  "blockdev",
-  "cat",
-  "dd",
-  "devmem",
-  "dmesg",
-  "echo",
-  "grep",
-  "head",
-  "ip",
-  "ls",
-  "mkdir",
-  "mount",
-  "od",
-  "ping",
-  "poweroff",
-  "reboot",
-  "sleep",
-  "sync",
-  "timeout",
-  "tr",
-  "umount",
-  "uname",
-  "wc",
-];
-
-/*L:902 The build needs a compiler and the usual kernel build tools, the
- * libelf headers (objtool links against libelf), lz4 for the kernel image
- * compression we pick in guest.config, the source tarball itself and a
- * *static* busybox (the dynamic one from the `busybox` package would need a
- * libc inside the initramfs). When anything is missing we install the whole
- * set with apt in one go; on a machine that has them this costs a few stat
- * calls. :*/
-const APT_PACKAGES = [
-  "linux-source-6.1",
-  "bison",
-  "flex",
-  "libelf-dev",
-  "bc",
-  "cpio",
-  "busybox-static",
-  "build-essential",
-  "lz4",
-  "xz-utils",
-];
-const TOOLS = [
-  "gcc",
-  "make",
-  "bison",
-  "flex",
-  "bc",
-  "cpio",
-  "lz4",
-  "xz",
-  "tar",
-  "perl",
-  "bash",
-];
 
 /** The root of lguest's cache; kept under this name for the scripts that import it from here. */
 export { cacheRoot as linuxCacheDir } from "./cache.ts";
@@ -134,13 +68,13 @@ export async function ensureLinux(
 
   // Fast path: everything is already built.
   if (!exists(SOURCE_TARBALL) || !exists(BUSYBOX)) {
-    await ensurePackages(log);
+    await ensureBuildInputs(log);
   }
   const key = await cacheKey();
   const done = await readDone(cache, key);
   if (done) return done;
 
-  await ensurePackages(log);
+  await ensureBuildInputs(log);
   await Deno.mkdir(cache, { recursive: true });
   const lock = await Deno.open(`${cache}/linux.lock`, {
     read: true,
@@ -195,71 +129,6 @@ async function readDone(
     return null;
   }
   return { ...a, version, cacheDir: dir };
-}
-
-/*L:904 Package check. `which` is not used: we look along PATH ourselves, and
- * we check that /bin/busybox has no program interpreter (PT_INTERP), which
- * is what "static" means to the kernel's ELF loader. apt-get update runs at
- * most once per process; its output goes to stderr so that the CLI's stdout
- * stays pure JSON. :*/
-let aptUpdated = false;
-
-function missingTools(): string[] {
-  const missing: string[] = [];
-  if (!exists(SOURCE_TARBALL)) missing.push(SOURCE_TARBALL);
-  const path = (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":");
-  for (const tool of TOOLS) {
-    if (!path.some((dir) => isFile(`${dir}/${tool}`))) missing.push(tool);
-  }
-  if (!exists("/usr/include/libelf.h") && !exists("/usr/include/gelf.h")) {
-    missing.push("/usr/include/libelf.h");
-  }
-  if (!exists(BUSYBOX)) missing.push(BUSYBOX);
-  else if (!isStaticElf(BUSYBOX)) missing.push(`${BUSYBOX} (static)`);
-  return missing;
-}
-
-async function ensurePackages(log: (s: string) => void): Promise<void> {
-  const missing = missingTools();
-  if (missing.length === 0) return;
-  log(`missing build inputs: ${missing.join(", ")}`);
-  const env = { DEBIAN_FRONTEND: "noninteractive" };
-  if (!aptUpdated) {
-    log("running apt-get update");
-    await runToStderr("apt-get update", "apt-get", ["update"], env);
-    aptUpdated = true;
-  }
-  log(`running apt-get install ${APT_PACKAGES.join(" ")}`);
-  await runToStderr("apt-get install", "apt-get", [
-    "install",
-    "-y",
-    "--no-install-recommends",
-    ...APT_PACKAGES,
-  ], env);
-  const still = missingTools();
-  if (still.length > 0) {
-    throw new Error(`linux: still missing after apt-get: ${still.join(", ")}`);
-  }
-}
-
-async function runToStderr(
-  step: string,
-  cmd: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<void> {
-  const child = new Deno.Command(cmd, {
-    args,
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  await child.stdout.pipeTo(Deno.stderr.writable, { preventClose: true });
-  const { code } = await child.status;
-  if (code !== 0) {
-    throw new Error(`linux: step "${step}" failed (exit code ${code})`);
-  }
 }
 
 /*L:905 The slow path, run under the lock. The source tree is keyed only by
@@ -424,33 +293,6 @@ function verifyConfig(fragment: string, config: string): void {
   }
 }
 
-async function buildInitramfs(): Promise<Uint8Array> {
-  const text = new TextEncoder();
-  const entries: CpioEntry[] = [];
-  for (const d of ["bin", "dev", "proc", "sys", "tmp", "root"]) {
-    entries.push({ name: d, mode: S_IFDIR | 0o755 });
-  }
-  entries.push({ name: "dev/console", mode: S_IFCHR | 0o600, rdev: [5, 1] });
-  entries.push({
-    name: "bin/busybox",
-    mode: S_IFREG | 0o755,
-    data: await Deno.readFile(BUSYBOX),
-  });
-  for (const applet of APPLETS) {
-    entries.push({
-      name: `bin/${applet}`,
-      mode: S_IFLNK | 0o777,
-      data: text.encode("busybox"),
-    });
-  }
-  entries.push({
-    name: "init",
-    mode: S_IFREG | 0o755,
-    data: await Deno.readFile(INIT_URL),
-  });
-  return await gzip(newc(entries));
-}
-
 /*L:908 Build steps run with their output appended to build.log, not to our
  * terminal: a kernel build prints thousands of lines. When a step fails we
  * show the last lines of the log and throw an error naming the step, which
@@ -508,23 +350,6 @@ async function sha256(s: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s));
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0"))
     .join("");
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function isFile(path: string): boolean {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
 }
 
 function fromFileUrl(url: URL): string {
