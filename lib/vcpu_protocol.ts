@@ -59,7 +59,7 @@ export interface VcpuExit {
   reason: string;
   /** Exits handled. */
   exits: number;
-  /** The vCPU's rip when the run ended (a 64-bit address, so a bigint), when it could be read. */
+  /** The vCPU's rip when the run ended, when it could be read: a 64-bit address, so a bigint (give JSON.stringify a replacer). */
   rip?: bigint | undefined;
 }
 

@@ -51,7 +51,7 @@ Deno.test({
       const thread = VcpuThread.spawn();
       const started = thread.start(init);
       assert.equal(await thread.halt(0), true, "a Worker that never began is no reason to keep anything");
-      assert.deepEqual(await thread.done, { clean: true, reason: "stopped", exits: 0 });
+      assert.deepEqual(await thread.done, { end: "stopped", clean: true, reason: "stopped", exits: 0 });
       await started;
       const control = new Int32Array(init.control);
       assert.equal(Atomics.load(control, CONTROL.ENTRY), ENTRY.NEVER);

@@ -27,6 +27,7 @@ import { close, fcntl, read, setNonBlocking, socketpair, write } from "../../lib
 import { kickThread } from "../../lib/vcpu_thread.ts";
 import { replaceWithEventfd, untilWaiting, withNewEpollFd } from "./epoll_probe.ts";
 import { openFds, settledFds } from "./fd_census.ts";
+import { toJson } from "./json.ts";
 
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
@@ -101,7 +102,7 @@ async function stuck(call: string, kernel: string, disk: string): Promise<void> 
   const { writeEnd, readEnd } = fullSocket();
   const m = Machine.create({ ...config(kernel, disk), consoleOutputFd: writeEnd });
   const ran = m.run().then(
-    (r) => step(`run ended ${JSON.stringify(r)}`),
+    (r) => step(`run ended ${toJson(r)}`),
     (e) => step(`run failed: ${e instanceof Error ? e.message : String(e)}`),
   );
   await untilWriting(writeEnd, 120_000);
@@ -145,7 +146,7 @@ async function loopFails(kernel: string, disk: string): Promise<void> {
   let failure = "";
   const { value: ran, epfd } = withNewEpollFd(() =>
     m.run().then(
-      (r) => step(`run ended ${JSON.stringify(r)}`),
+      (r) => step(`run ended ${toJson(r)}`),
       (e) => failure = e instanceof Error ? e.message : String(e),
     )
   );

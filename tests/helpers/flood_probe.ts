@@ -9,6 +9,7 @@
 
 import { BlockDevice, ConsoleDevice, Machine, RngDevice } from "../../mod.ts";
 import { close, O, open } from "../../lib/sys/calls.ts";
+import { toJson } from "./json.ts";
 
 const [kernel, disk] = Deno.args;
 if (kernel === undefined || disk === undefined) {
@@ -31,5 +32,5 @@ await reader.read();
 reader.releaseLock();
 machine.stop();
 const result = await running;
-console.log(`STOPPED ${JSON.stringify(result)}`);
+console.log(`STOPPED ${toJson(result)}`);
 close(sink);

@@ -18,6 +18,7 @@
 
 import { BlockDevice, Machine, type MachineConfig, RngDevice } from "../../mod.ts";
 import { openFds, settledFds } from "./fd_census.ts";
+import { toJson } from "./json.ts";
 
 const [state, call, kernel, disk] = Deno.args;
 if (state === undefined || call === undefined || kernel === undefined || disk === undefined) {
@@ -45,7 +46,7 @@ async function guestAsleep(): Promise<void> {
 /** run(), with its ending reported as a STEP the moment it settles. */
 function run(m: Machine): Promise<void> {
   return m.run().then(
-    (r) => step(`run ended ${JSON.stringify(r)}`),
+    (r) => step(`run ended ${toJson(r)}`),
     (e) => step(`run failed: ${e instanceof Error ? e.message : String(e)}`),
   );
 }

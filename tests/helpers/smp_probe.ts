@@ -14,6 +14,7 @@
  *   RUN <run()'s result as JSON>   CLOSED   DONE-AT <Date.now()> :*/
 
 import { Machine, type MachineConfig } from "../../mod.ts";
+import { toJson } from "./json.ts";
 
 const [cpus, how, kernel] = Deno.args;
 if (cpus === undefined || (how !== "reset" && how !== "stop") || kernel === undefined) {
@@ -40,7 +41,7 @@ if (how === "stop") {
   reader.releaseLock();
   m.stop();
 }
-console.log(`RUN ${JSON.stringify(await ran)}`);
+console.log(`RUN ${toJson(await ran)}`);
 await m.close();
 console.log("CLOSED");
 console.log(`DONE-AT ${Date.now()}`);

@@ -12,6 +12,7 @@
 
 import { main } from "../../cli.ts";
 import { Machine } from "../../mod.ts";
+import { toJson } from "./json.ts";
 
 const LINGER_MS = 2000;
 const linger = () => new Promise((r) => setTimeout(r, LINGER_MS));
@@ -36,7 +37,7 @@ if (mode === "cli") {
   reader.releaseLock();
   machine.stop();
   const result = await running;
-  console.log(`STOPPED ${JSON.stringify(result)}`);
+  console.log(`STOPPED ${toJson(result)}`);
   await linger();
   await machine.close();
 } else {
