@@ -82,7 +82,7 @@ for (const call of ["stop", "close"]) {
       assert.equal(r.code, 0, context);
       const steps = stepsOf(r.stdout);
       assert.equal(steps[0], "vcpu blocked writing", context);
-      assert.match(steps[1] ?? "", /^run ended \{"clean":false,"reason":"/, context);
+      assert.match(steps[1] ?? "", /^run ended \{"end":"error","clean":false,"reason":"/, context);
       assert.match(steps[1] ?? "", GIVEN_UP, context);
       const took = Number(/^(?:stop|close) took (\d+) ms$/.exec(steps[2] ?? "")?.[1]);
       assert.ok(took >= STOP_MS.min && took < STOP_MS.max, `${call}() took ${took} ms\n${context}`);

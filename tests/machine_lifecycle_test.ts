@@ -21,7 +21,7 @@ if (!HAVE_KVM) console.log("machine_lifecycle_test: /dev/kvm cannot be opened he
 const PROBE = new URL("./helpers/lifecycle_probe.ts", import.meta.url).pathname;
 const BOOT_MS = 120_000;
 const EXIT_WITHIN_MS = 2000;
-const STOPPED = String.raw`run ended \{"clean":true,"reason":"stopped"[^\n]*`;
+const STOPPED = String.raw`run ended \{"end":"stopped","clean":true,"reason":"stopped"[^\n]*`;
 const REFUSED = "run failed: machine already ran or was closed";
 
 interface Row {
