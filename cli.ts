@@ -12,6 +12,9 @@ import { parseArgs } from "node:util";
 import { Machine, MAX_CPUS, MAX_MEMORY_MIB } from "./lib/machine.ts";
 import { RawTerminal } from "./lib/sys/termios.ts";
 import { guardTerminal } from "./lib/terminal_guard.ts";
+import { parseBlockSpec } from "./lib/virtio/blk/spec.ts";
+
+export { parseBlockSpec };
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
 import { ConsoleDevice } from "./lib/virtio/console/device.ts";
@@ -266,13 +269,6 @@ function validate(args: CliArgs): void {
       throw new UsageError(e instanceof Error ? e.message : String(e));
     }
   }
-}
-
-/** `--block=<file>[,ro]` */
-export function parseBlockSpec(spec: string): { path: string; readOnly: boolean } {
-  const m = /^(.*?)(,ro)?$/.exec(spec)!;
-  if (!m[1]) throw new UsageError(`--block needs a file name`);
-  return { path: m[1], readOnly: m[2] !== undefined };
 }
 
 /*L:070 The devices, in the order the guest will find them: disks and

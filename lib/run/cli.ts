@@ -8,7 +8,8 @@
  * 128 + its number, like the launcher itself. :*/
 
 import { parseArgs } from "node:util";
-import { runCommand } from "./command.ts";
+import { runCommand, writeAllSync } from "./command.ts";
+import { parseBlockSpec } from "../virtio/blk/spec.ts";
 import type { VirtioDevice } from "../virtio/device.ts";
 
 /** The exit status when there is no command status to report. */
@@ -91,11 +92,7 @@ export function parseRunArgs(argv: readonly string[]): RunArgs {
     command: command.join(" "),
     memoryMiB: positiveInt(values.mem, "mem", 256),
     cpus: positiveInt(values.cpus, "cpus", 1),
-    block: (values.block ?? []).map((spec) => {
-      const m = /^(.*?)(,ro)?$/.exec(spec)!;
-      if (!m[1]) throw new Error("--block needs a file name");
-      return { path: m[1], readOnly: m[2] !== undefined };
-    }),
+    block: (values.block ?? []).map(parseBlockSpec),
     rng: values.rng ?? false,
     acpi: !(values["no-acpi"] ?? false),
     append: (values.append ?? []).flatMap((a) => a.split(/\s+/)).filter((w) => w.length > 0),
@@ -143,7 +140,7 @@ export async function runMain(argv: readonly string[]): Promise<number> {
       devices: await openDevices(args),
       kvmPath: Deno.env.get("LGUEST_KVM") ?? "/dev/kvm",
       verbose: args.verbose,
-      ...(args.showBoot ? { bootLog: (b: Uint8Array) => writeAll(Deno.stderr, b) } : {}),
+      ...(args.showBoot ? { bootLog: (b: Uint8Array) => writeAllSync(b, Deno.stderr) } : {}),
       signal: abort.signal,
     });
     if (args.verbose || r.status === undefined) {
@@ -176,8 +173,4 @@ async function openDevices(args: RunArgs): Promise<VirtioDevice[]> {
     for (const d of devices) d.close();
     throw e;
   }
-}
-
-function writeAll(w: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
-  for (let off = 0; off < bytes.length;) off += w.writeSync(bytes.subarray(off));
 }

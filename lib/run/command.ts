@@ -96,8 +96,13 @@ export async function runCommand(opts: RunCommandOptions): Promise<CommandResult
   }
 }
 
-function writeAllSync(bytes: Uint8Array): void {
-  for (let off = 0; off < bytes.length;) off += Deno.stdout.writeSync(bytes.subarray(off));
+/**
+ * Writes all of `bytes` to a Deno stream (stdout by default), retrying short writes.
+ * @param bytes what to write
+ * @param to where (default Deno.stdout)
+ */
+export function writeAllSync(bytes: Uint8Array, to: { writeSync(p: Uint8Array): number } = Deno.stdout): void {
+  for (let off = 0; off < bytes.length;) off += to.writeSync(bytes.subarray(off));
 }
 
 /** Splits the console's bytes at the two markers (L:447). */
