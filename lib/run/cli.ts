@@ -10,6 +10,8 @@
 import { parseArgs } from "node:util";
 import { runCommand, writeAllSync } from "./command.ts";
 import { parseBlockSpec } from "../virtio/blk/spec.ts";
+import { guardTerminal } from "../terminal_guard.ts";
+import { RawTerminal } from "../sys/termios.ts";
 import type { VirtioDevice } from "../virtio/device.ts";
 
 /** The exit status when there is no command status to report. */
@@ -122,13 +124,8 @@ export async function runMain(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const abort = new AbortController();
-  let signalled: number | undefined;
-  const signals: Array<[Deno.Signal, () => void]> = ([["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const)
-    .map(([s, code]) => [s, () => {
-      signalled ??= code;
-      abort.abort();
-    }]);
-  for (const [s, h] of signals) Deno.addSignalListener(s, h);
+  // The launcher's own signal rules (L:060); the terminal is never made raw here, so there is nothing to restore.
+  const guard = guardTerminal(new RawTerminal(0), () => abort.abort());
   try {
     const r = await runCommand({
       kernel: args.kernel,
@@ -147,7 +144,7 @@ export async function runMain(argv: readonly string[]): Promise<number> {
       const where = r.run.rip === undefined ? "" : ` at rip 0x${r.run.rip.toString(16)}`;
       console.error(`lguest: ${r.run.reason}${where} (${r.run.exits} exits)`);
     }
-    if (signalled !== undefined) return signalled;
+    if (guard.signalled !== undefined) return guard.signalled;
     if (r.status !== undefined) return r.status;
     const tail = r.lastLines.slice(-5).map((l) => `\n  | ${l}`).join("");
     console.error(`lguest: the guest stopped before the command finished (${r.run.reason})${tail}`);
@@ -156,7 +153,7 @@ export async function runMain(argv: readonly string[]): Promise<number> {
     console.error(`lguest: ${e instanceof Error ? e.message : String(e)}`);
     return RUN_FAILED;
   } finally {
-    for (const [s, h] of signals) Deno.removeSignalListener(s, h);
+    guard.release();
   }
 }
 
