@@ -26,6 +26,48 @@ async function run(cmd: string, args: string[]): Promise<boolean> {
   return (await p.output()).success;
 }
 
+/*T:012 CI keeps only the end of a long log, so a test run that dies
+ * without a verdict (deno test killed by a signal, or ended before it
+ * wrote its report) must explain itself there: its output passes through
+ * as it comes, and the summary at the end repeats how it ended (the signal
+ * by name) and its last lines. :*/
+
+/** How a test run ended, and its last lines of output. */
+interface Ended {
+  ok: boolean;
+  how: string;
+  tail: string[];
+}
+
+const TAIL_LINES = 40;
+/** deno test's colour codes (ESC [ ... m), left out of the summary's copy. */
+const COLOUR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
+
+/** Runs `cmd`, passing its output through, and keeps its last TAIL_LINES lines. */
+async function runKeepingTail(cmd: string, args: string[]): Promise<Ended> {
+  const child = new Deno.Command(cmd, { args, cwd: ROOT, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+  const tail: string[] = [];
+  let partial = "";
+  const keep = (text: string) => {
+    const lines = (partial + text).split("\n");
+    partial = lines.pop()!;
+    tail.push(...lines.map((l) => l.replace(COLOUR, "")));
+    tail.splice(0, Math.max(0, tail.length - TAIL_LINES));
+  };
+  const pass = async (from: ReadableStream<Uint8Array>, to: typeof Deno.stdout) => {
+    const dec = new TextDecoder();
+    for await (const chunk of from) {
+      await to.write(chunk);
+      keep(dec.decode(chunk, { stream: true }));
+    }
+  };
+  await Promise.all([pass(child.stdout, Deno.stdout), pass(child.stderr, Deno.stderr)]);
+  const status = await child.status;
+  if (partial) keep("\n");
+  const how = status.signal ? `killed by ${status.signal}` : `exit status ${status.code}`;
+  return { ok: status.success, how, tail };
+}
+
 const flavour = kvmFlavour();
 const plan = await planTests(ROOT, flavour, Deno.args);
 const onHost = plan.filter((f) => f.where === "host").map((f) => f.path);
@@ -48,6 +90,8 @@ await ensurePackages([
   // Debian's kernel (scripts/debian/): depmod for its modules.dep, lz4 for its payload.
   "kmod",
   "lz4",
+  // --net=user's backend (lib/virtio/net/passt.ts).
+  "passt",
   ...(inVm.length ? VM_PACKAGES : []),
   ...BENCH_PACKAGES,
 ]);
@@ -65,9 +109,14 @@ const hostName = { hardware: "this host (hardware KVM)", pvm: "this host (PVM KV
 if (onHost.length) {
   console.log(`== tests on ${hostName}: ${onHost.length} files`);
   const junit = `${results}/host.xml`;
-  const ok = await run(deno, ["test", "-A", `--junit-path=${junit}`, ...onHost]);
-  const counts = readJunit(await Deno.readTextFile(junit).catch(() => ""));
-  const problem = !ok && counts.failed === 0 ? "deno test failed without a failing test (see above)" : undefined;
+  const ended = await runKeepingTail(deno, ["test", "-A", `--junit-path=${junit}`, ...onHost]);
+  const report = await Deno.readTextFile(junit).catch(() => undefined);
+  const counts = readJunit(report ?? "");
+  const problem = !ended.ok && counts.failed === 0
+    ? `deno test failed without a failing test (${ended.how}${
+      report === undefined ? ", no report written" : ""
+    }); its last lines:\n${ended.tail.map((l) => `    | ${l}`).join("\n")}`
+    : undefined;
   groups.push({ name: hostName, counts, ...(problem ? { problem } : {}) });
 }
 

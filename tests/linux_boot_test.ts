@@ -15,17 +15,10 @@ import { ensureLinux } from "../scripts/linux.ts";
 import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
 import { BOOT_TIMER_MAGIC } from "../lib/devices/boot_timer.ts";
 import { parseBootTimerLines } from "../lib/timings.ts";
-import {
-  EMULATOR_STALL_RETRIES,
-  emulatorStall,
-  linuxUnreachable,
-  TEST_VM_GUEST_ARGS,
-} from "./helpers/emulator_stall.ts";
+import { linuxUnreachable, pastEmulatorStalls, TEST_VM_GUEST_ARGS } from "./helpers/emulator_stall.ts";
+import { type Boot, bootLinux, explained } from "./helpers/linux_boot.ts";
 
-const ROOT = new URL("..", import.meta.url).pathname;
 const MEMORY_MIB = 128;
-/** A boot whose console says nothing for this long has stalled (T:236); a healthy one is never quiet so long. */
-const SILENT_MS = 60_000;
 const CMDLINE = [
   "console=ttyS0",
   "earlyprintk=serial,ttyS0,115200",
@@ -35,123 +28,6 @@ const CMDLINE = [
 ];
 const WHY_NOT = linuxUnreachable() ?? await netnsProblem();
 if (WHY_NOT) console.log(`linux_boot_test: skipping: ${WHY_NOT}`);
-
-interface Boot {
-  code: number | undefined;
-  /** The run was out of time and had to be ended. */
-  timedOut: boolean;
-  console: string;
-  launcher: string;
-}
-
-/** Extra devices for a boot: launcher options, guest arguments, a namespace to run in (for taps). */
-interface Extras {
-  options?: readonly string[];
-  guestArgs?: readonly string[];
-  netns?: NetNs | undefined;
-}
-
-/** Boots `kernel` and collects output until `enough` says so, the launcher exits, or the time is up. */
-async function boot(
-  kernel: string,
-  initrd: string,
-  enough: (out: string) => boolean,
-  timeoutMs: number,
-  extras: Extras = {},
-): Promise<Boot> {
-  const netns = extras.netns;
-  const launcher = [
-    Deno.execPath(),
-    "run",
-    "-A",
-    `${ROOT}cli.ts`,
-    "--verbose",
-    "--no-acpi",
-    ...(extras.options ?? []),
-    `--initrd=${initrd}`,
-    `${MEMORY_MIB}`,
-    kernel,
-    ...CMDLINE,
-    ...(extras.guestArgs ?? []),
-  ];
-  const argv = netns ? ["ip", "netns", "exec", netns.name, ...launcher] : launcher;
-  const child = new Deno.Command(argv[0]!, {
-    args: argv.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const dec = new TextDecoder();
-  let out = "";
-  let err = "";
-  const errDone = (async () => {
-    for await (const chunk of child.stderr) err += dec.decode(chunk);
-  })();
-  // Out of time, or the guest silent for SILENT_MS: SIGTERM first, so the
-  // launcher (--verbose) reports where the vCPU was stopped, then SIGKILL if
-  // it does not end.
-  let killer: ReturnType<typeof setTimeout> | undefined;
-  let timedOut = false;
-  const outOfTime = () => {
-    if (timedOut) return;
-    timedOut = true;
-    child.kill("SIGTERM");
-    killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-  };
-  const started = Date.now();
-  let heard = started;
-  const timer = setInterval(() => {
-    const now = Date.now();
-    if (now - started > timeoutMs || now - heard > SILENT_MS) outOfTime();
-  }, 1000);
-  let stopped = false;
-  for await (const chunk of child.stdout) {
-    heard = Date.now();
-    out += dec.decode(chunk);
-    if (!stopped && enough(out)) {
-      stopped = true;
-      child.kill("SIGTERM");
-    }
-  }
-  const status = await child.status;
-  clearInterval(timer);
-  clearTimeout(killer);
-  await errDone;
-  return { code: stopped ? undefined : status.code, timedOut, console: out, launcher: err };
-}
-
-/** The last `n` lines of `text`, for failure messages short enough to survive a truncated CI log. */
-function lastLines(text: string, n: number): string {
-  return text.trimEnd().split("\n").slice(-n).join("\n");
-}
-
-/**
- * Runs `check` on a boot; if it throws, the error it rethrows carries the
- * tails of the guest's console and the launcher's stderr, so the failure
- * explains itself where CI prints it (the ERRORS section), not pages above.
- */
-function explained(b: Boot, check: () => void): void {
-  try {
-    check();
-  } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    throw new Error(
-      `${why}\n--- guest console, last 25 lines ---\n${lastLines(b.console, 25)}\n` +
-        `--- launcher stderr, last 12 lines ---\n${lastLines(b.launcher, 12)}\n--- exit: ${b.code}`,
-      { cause: e },
-    );
-  }
-}
-
-/** Boots with `attempt` until a boot does not end in the test VM's known emulator stall (T:236), a bounded number of times. */
-async function bootPastStalls(vmlinux: string, attempt: () => Promise<Boot>): Promise<Boot> {
-  for (let retry = 0;; retry++) {
-    const b = await attempt();
-    const stall = await emulatorStall(b.launcher, b.timedOut, vmlinux);
-    if (stall === undefined || retry === EMULATOR_STALL_RETRIES) return b;
-    console.log(`linux: boot ${retry + 1} ended in the known emulator stall (${stall}); booting again`);
-  }
-}
 
 const hex16 = (n: number) => n.toString(16).padStart(16, "0");
 
@@ -168,8 +44,8 @@ function assertMilestones(b: Boot, version: string): void {
   ) {
     assert.ok(b.console.includes(line), `e820 line: ${line}`);
   }
-  const placed = /initrd at 0x([0-9a-f]+), (\d+) bytes/.exec(b.launcher);
-  assert.ok(placed, `launcher reported the initrd placement:\n${b.launcher}`);
+  const placed = /initrd at 0x([0-9a-f]+), (\d+) bytes/.exec(b.stderr);
+  assert.ok(placed, `launcher reported the initrd placement:\n${b.stderr}`);
   const start = parseInt(placed[1]!, 16);
   const last = start + Math.ceil(Number(placed[2]) / 4096) * 4096 - 1;
   const ramdisk = `RAMDISK: [mem 0x${start.toString(16).padStart(8, "0")}-0x${last.toString(16).padStart(8, "0")}]`;
@@ -187,16 +63,20 @@ for (const kind of ["vmlinux", "bzImage"] as const) {
       const disk = await Deno.makeTempFile({ suffix: ".img" });
       const ns = await NetNs.create();
       try {
-        const b = await bootPastStalls(linux.vmlinux, async () => {
+        const b = await pastEmulatorStalls("linux", linux.vmlinux, async () => {
           const image = new Uint8Array(1024 * 1024);
           image.set(new TextEncoder().encode("LGUEST-DISK-HEAD"));
           await Deno.writeFile(disk, image);
-          return boot(kernel, linux.initramfs, () => false, 120_000, {
-            options: ["--timings", `--block=${disk}`, "--rng", "--tunnet=10.7.9.1"],
-            guestArgs: ["lguest.ip=10.7.9.2/24", "lguest.peer=10.7.9.1"],
+          return bootLinux({
+            kernel,
+            initrd: linux.initramfs,
+            memoryMib: MEMORY_MIB,
+            options: ["--no-acpi", "--timings", `--block=${disk}`, "--rng", "--tunnet=10.7.9.1"],
+            cmdline: [...CMDLINE, "lguest.ip=10.7.9.2/24", "lguest.peer=10.7.9.1"],
             netns: ns,
+            timeoutMs: 120_000,
           });
-        });
+        }, (b) => b);
         const after = await Deno.readFile(disk);
         explained(b, () => {
           assertMilestones(b, linux.version);
@@ -208,10 +88,10 @@ for (const kind of ["vmlinux", "bzImage"] as const) {
           assert.match(b.console, /LGUEST-RNG-OK virtio_rng/, "virtio-rng bound and read");
           assert.match(b.console, /LGUEST-HVC-OK/, "hvc0 exists and prints");
           assert.match(b.console, /LGUEST-NET-OK/, "the guest pinged the host through the tap");
-          const timer = parseBootTimerLines(b.launcher).filter((t) => t.value === BOOT_TIMER_MAGIC);
+          const timer = parseBootTimerLines(b.stderr).filter((t) => t.value === BOOT_TIMER_MAGIC);
           assert.equal(timer.length, 1, "/init wrote the boot timer, once");
-          assert.match(b.launcher, /^lguest: +[0-9.]+ {2}boot timer \(value 123\)$/m, "--timings' table has the write");
-          assert.equal(b.code, 0, `clean exit (launcher said: ${b.launcher})`);
+          assert.match(b.stderr, /^lguest: +[0-9.]+ {2}boot timer \(value 123\)$/m, "--timings' table has the write");
+          assert.equal(b.code, 0, `clean exit (launcher said: ${b.stderr})`);
         });
       } finally {
         await ns.delete();
@@ -220,3 +100,36 @@ for (const kind of ["vmlinux", "bzImage"] as const) {
     },
   });
 }
+
+/*T:242 The project's Linux on four vCPUs: the boot vCPU starts the other
+ * three through the in-kernel local APICs (INIT, then SIPI), each finds
+ * its own APIC id in CPUID and in the MP table, and the guest's /init sees
+ * all four online before it reboots, which must end every vCPU (exit 0). :*/
+Deno.test({
+  name: "linux: --cpus=4 brings four CPUs online, and the reboot ends all four",
+  ignore: WHY_NOT !== undefined,
+  sanitizeResources: false,
+  async fn() {
+    const linux = await ensureLinux({ log: (s) => console.log(`linux: ${s}`) });
+    const b = await pastEmulatorStalls(
+      "linux",
+      linux.vmlinux,
+      () =>
+        bootLinux({
+          kernel: linux.bzImage,
+          initrd: linux.initramfs,
+          memoryMib: MEMORY_MIB,
+          options: ["--no-acpi", "--cpus=4"],
+          cmdline: CMDLINE,
+          timeoutMs: 180_000,
+        }),
+      (b) => b,
+    );
+    explained(b, () => {
+      assert.match(b.console, /LGUEST-CPUS 0-3\r?\n/, "four CPUs online");
+      assert.match(b.console, /LGUEST-DONE/, "/init reached its end");
+      for (let id = 0; id < 4; id++) assert.match(b.stderr, new RegExp(`vCPU ${id}: `), `vCPU ${id} reported its end`);
+      assert.equal(b.code, 0, "a clean reboot");
+    });
+  },
+});

@@ -10,12 +10,7 @@
 
 import assert from "node:assert/strict";
 import { ensureLinux } from "../../scripts/linux.ts";
-import {
-  EMULATOR_STALL_RETRIES,
-  emulatorStall,
-  linuxUnreachable,
-  TEST_VM_GUEST_ARGS,
-} from "../helpers/emulator_stall.ts";
+import { linuxUnreachable, pastEmulatorStalls, TEST_VM_GUEST_ARGS } from "../helpers/emulator_stall.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const WHY_NOT = linuxUnreachable();
@@ -34,7 +29,7 @@ Deno.test({
       await Deno.writeTextFile(`${dir}/linux.yaml`, yaml.replace("\n  - reboot=k", `\n  - reboot=k${extra}`));
       await Deno.symlink(linux.bzImage, `${dir}/bzImage`);
       await Deno.symlink(linux.initramfs, `${dir}/initramfs.cpio.gz`);
-      for (let retry = 0;; retry++) {
+      const r = await pastEmulatorStalls("linux.yaml", linux.vmlinux, async () => {
         const child = new Deno.Command(Deno.execPath(), {
           args: ["run", "-A", `${ROOT}cli.ts`, "--verbose", `${dir}/linux.yaml`],
           stdin: "null",
@@ -48,23 +43,17 @@ Deno.test({
         }, 180_000);
         const out = await child.output();
         clearTimeout(timer);
-        const stdout = new TextDecoder().decode(out.stdout);
-        const stderr = new TextDecoder().decode(out.stderr);
-        const stall = await emulatorStall(stderr, timedOut, linux.vmlinux);
-        if (stall !== undefined && retry < EMULATOR_STALL_RETRIES) {
-          console.log(`linux.yaml: boot ${retry + 1} ended in the known emulator stall (${stall}); booting again`);
-          continue;
-        }
-        const context = `exit ${out.code}\n--- console (tail) ---\n${stdout.slice(-3000)}\n--- stderr (tail) ---\n${
-          stderr.slice(-2000)
-        }`;
-        assert.match(stdout, new RegExp(`LGUEST-INIT-OK ${linux.version.replaceAll(".", "\\.")}`), context);
-        assert.match(stdout, /LGUEST-RNG-OK /, context);
-        assert.match(stdout, /LGUEST-DONE/, context);
-        assert.match(stderr, /reset requested|guest reset|triple fault/, context);
-        assert.equal(out.code, 0, context);
-        return;
-      }
+        const dec = new TextDecoder();
+        return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr), timedOut };
+      }, (r) => r);
+      const context = `exit ${r.code}\n--- console (tail) ---\n${r.stdout.slice(-3000)}\n--- stderr (tail) ---\n${
+        r.stderr.slice(-2000)
+      }`;
+      assert.match(r.stdout, new RegExp(`LGUEST-INIT-OK ${linux.version.replaceAll(".", "\\.")}`), context);
+      assert.match(r.stdout, /LGUEST-RNG-OK /, context);
+      assert.match(r.stdout, /LGUEST-DONE/, context);
+      assert.match(r.stderr, /reset requested|guest reset|triple fault/, context);
+      assert.equal(r.code, 0, context);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -22,11 +22,21 @@
 
 import { kvmFlavour } from "../../lib/kvm/kvm.ts";
 
-/** The [start, end) address range of `symbol` in `vmlinux`, from `nm -n`. */
-async function symbolRange(vmlinux: string, symbol: string): Promise<[bigint, bigint] | undefined> {
-  const out = await new Deno.Command("nm", { args: ["-n", vmlinux], stdout: "piped", stderr: "null" }).output();
-  if (!out.success) return undefined;
-  const lines = new TextDecoder().decode(out.stdout).split("\n");
+/**
+ * The [start, end) address range of `symbol` in a kernel's symbols: a
+ * System.map (Debian ships one beside its stripped kernel) or, for any other
+ * path, what `nm -n` lists for the ELF. Both are "address type name" lines.
+ */
+async function symbolRange(symbols: string, symbol: string): Promise<[bigint, bigint] | undefined> {
+  let text: string;
+  if (symbols.slice(symbols.lastIndexOf("/") + 1).startsWith("System.map")) {
+    text = await Deno.readTextFile(symbols);
+  } else {
+    const out = await new Deno.Command("nm", { args: ["-n", symbols], stdout: "piped", stderr: "null" }).output();
+    if (!out.success) return undefined;
+    text = new TextDecoder().decode(out.stdout);
+  }
+  const lines = text.split("\n");
   const at = lines.findIndex((l) => l.endsWith(` ${symbol}`));
   if (at < 0) return undefined;
   const start = BigInt(`0x${lines[at]!.split(" ")[0]}`);
@@ -38,11 +48,11 @@ async function symbolRange(vmlinux: string, symbol: string): Promise<[bigint, bi
  * Says why a boot ended in the test VM's known emulator stall, or undefined if it did not.
  * @param launcher the launcher's stderr (run with --verbose, ended by SIGTERM after the time was up)
  * @param timedOut whether the boot ran out of time
- * @param vmlinux the kernel's ELF image, for the spin-lock slow path's addresses
+ * @param symbols the kernel's ELF image with symbols, or its System.map, for the spin-lock slow path's addresses
  */
-export async function emulatorStall(launcher: string, timedOut: boolean, vmlinux: string): Promise<string | undefined> {
+export async function emulatorStall(launcher: string, timedOut: boolean, symbols: string): Promise<string | undefined> {
   if (!timedOut || Deno.env.get("LGUEST_TEST_VM") !== "tcg") return undefined;
-  const range = await symbolRange(vmlinux, "queued_spin_lock_slowpath");
+  const range = await symbolRange(symbols, "queued_spin_lock_slowpath");
   if (range === undefined) return undefined;
   const rips = [...launcher.matchAll(/at rip (0x[0-9a-f]+)/g)].map((m) => BigInt(m[1]!));
   const spinning = rips.find((rip) => rip >= range[0] && rip < range[1]);
@@ -53,6 +63,36 @@ export async function emulatorStall(launcher: string, timedOut: boolean, vmlinux
 
 /** How many times a Linux boot test boots again after the known emulator stall. */
 export const EMULATOR_STALL_RETRIES = 5;
+
+/** What a boot attempt tells the stall check: the launcher's stderr and whether the boot ran out of time. */
+export interface StallView {
+  stderr: string;
+  timedOut: boolean;
+}
+
+/**
+ * Runs `attempt` until it does not end in the known emulator stall, at most
+ * EMULATOR_STALL_RETRIES more times, saying so each time; the one loop every
+ * Linux boot test uses.
+ * @param label what the retry line starts with
+ * @param symbols the kernel's ELF with symbols, or its System.map
+ * @param attempt one boot
+ * @param view what of a boot the stall check reads
+ */
+export async function pastEmulatorStalls<T>(
+  label: string,
+  symbols: string,
+  attempt: () => Promise<T>,
+  view: (t: T) => StallView,
+): Promise<T> {
+  for (let retry = 0;; retry++) {
+    const t = await attempt();
+    const { stderr, timedOut } = view(t);
+    const stall = await emulatorStall(stderr, timedOut, symbols);
+    if (stall === undefined || retry === EMULATOR_STALL_RETRIES) return t;
+    console.log(`${label}: boot ${retry + 1} ended in the known emulator stall (${stall}); booting again`);
+  }
+}
 
 /*T:237 The same stall, avoided. Booting the project's Linux again and again
  * in one test VM, with and without `nopv` (which makes the guest ignore
@@ -66,8 +106,31 @@ export const EMULATOR_STALL_RETRIES = 5;
  * command line; on hardware KVM the guest keeps every paravirtual feature,
  * and the retry above stays as the backstop. :*/
 
-/** Kernel command-line words the Linux tests add in the test VM only (T:237). */
-export const TEST_VM_GUEST_ARGS: readonly string[] = Deno.env.get("LGUEST_TEST_VM") === "tcg" ? ["nopv"] : [];
+/*T:239 What `nopv` takes away has to be given back another way. Without
+ * kvmclock the guest must measure the TSC's frequency itself, and under
+ * the emulator the PIT it measures against jitters too much for Linux to
+ * trust the result ("Unable to calibrate against PIT"). A kernel that also
+ * believes the ACPI tables' hardware-reduced flag (Debian's) then has no
+ * timer it can program, and its boot stops. The TSC the nested guest reads
+ * is the test VM's own, whose frequency the test VM's kernel measured (its
+ * /proc/cpuinfo "cpu MHz"), so the tests pass that on with
+ * `tsc_early_khz=`, as a user would on a machine whose TSC Linux cannot
+ * calibrate. :*/
+
+/** The test VM's TSC frequency in kHz, from /proc/cpuinfo's "cpu MHz" (T:239). */
+function tscKhz(): number | undefined {
+  try {
+    const mhz = /^cpu MHz\s*:\s*([0-9.]+)$/m.exec(Deno.readTextFileSync("/proc/cpuinfo"))?.[1];
+    return mhz === undefined ? undefined : Math.round(Number(mhz) * 1000);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Kernel command-line words the Linux tests add in the test VM only (T:237, T:239). */
+export const TEST_VM_GUEST_ARGS: readonly string[] = Deno.env.get("LGUEST_TEST_VM") === "tcg"
+  ? ["nopv", ...[tscKhz()].filter((k) => k !== undefined && k > 0).map((k) => `tsc_early_khz=${k}`)]
+  : [];
 
 /**
  * Why Linux cannot reach userspace on this host, or undefined if it can (hardware KVM, or the test VM's nested KVM).

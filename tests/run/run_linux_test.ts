@@ -10,12 +10,7 @@
 
 import assert from "node:assert/strict";
 import { ensureLinux } from "../../scripts/linux.ts";
-import {
-  EMULATOR_STALL_RETRIES,
-  emulatorStall,
-  linuxUnreachable,
-  TEST_VM_GUEST_ARGS,
-} from "../helpers/emulator_stall.ts";
+import { linuxUnreachable, pastEmulatorStalls, TEST_VM_GUEST_ARGS } from "../helpers/emulator_stall.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const WHY_NOT = linuxUnreachable();
@@ -43,15 +38,6 @@ async function spawn(args: string[], timeoutMs: number): Promise<Ran> {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr), timedOut };
 }
 
-async function pastStalls(vmlinux: string, attempt: () => Promise<Ran>, stalled: (r: Ran) => boolean): Promise<Ran> {
-  for (let retry = 0;; retry++) {
-    const r = await attempt();
-    const stall = await emulatorStall(r.stderr, stalled(r), vmlinux);
-    if (stall === undefined || retry === EMULATOR_STALL_RETRIES) return r;
-    console.log(`run: boot ${retry + 1} ended in the known emulator stall (${stall}); booting again`);
-  }
-}
-
 /** The test VM's extra kernel words (T:237), as `lguest run` options. */
 const APPEND = TEST_VM_GUEST_ARGS.map((w) => `--append=${w}`);
 
@@ -63,14 +49,15 @@ Deno.test({
   async fn() {
     const linux = await ensureLinux({ log: (s) => console.log(`linux: ${s}`) });
     const command = `uname -r; printf 'a  b\\tc\\n'; echo to-stderr >&2; printf 'no newline'; exit 3`;
-    const r = await pastStalls(
+    const r = await pastEmulatorStalls(
+      "run",
       linux.vmlinux,
       () =>
         spawn(
           ["run", "-A", "cli.ts", "run", "--no-acpi", "--verbose", ...APPEND, linux.bzImage, "--", command],
           180_000,
         ),
-      (r) => r.timedOut,
+      (r) => r,
     );
     // The guest has one console: the command's stderr comes back on the same stream as its stdout.
     assert.equal(r.stdout, `${linux.version}\na  b\tc\nto-stderr\nno newline`, show(r));
@@ -83,11 +70,12 @@ Deno.test({
   ignore: WHY_NOT !== undefined,
   async fn() {
     const linux = await ensureLinux({ log: (s) => console.log(`linux: ${s}`) });
-    const r = await pastStalls(
+    const r = await pastEmulatorStalls(
+      "run",
       linux.vmlinux,
       () =>
         spawn(["run", "-A", "examples/script_shell.ts", linux.bzImage, "--no-acpi", ...TEST_VM_GUEST_ARGS], 240_000),
-      (r) => /did not appear within/.test(r.stderr),
+      (r) => ({ stderr: r.stderr, timedOut: /did not appear within/.test(r.stderr) }),
     );
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, new RegExp(`^uname -r: ${linux.version.replaceAll(".", "\\.")}$`, "m"), show(r));
@@ -102,7 +90,7 @@ Deno.test({
   ignore: WHY_NOT !== undefined,
   async fn() {
     const linux = await ensureLinux({ log: (s) => console.log(`linux: ${s}`) });
-    for (let retry = 0;; retry++) {
+    const r = await pastEmulatorStalls("run", linux.vmlinux, async () => {
       const child = new Deno.Command(Deno.execPath(), {
         args: [
           "run",
@@ -127,29 +115,21 @@ Deno.test({
         timedOut = true;
         child.kill("SIGTERM");
       }, 180_000);
-      let out = "";
+      let stdout = "";
       let signalledAt = 0;
       for await (const chunk of child.stdout) {
-        out += new TextDecoder().decode(chunk);
-        if (signalledAt === 0 && out.includes("started\n")) {
+        stdout += new TextDecoder().decode(chunk);
+        if (signalledAt === 0 && stdout.includes("started\n")) {
           signalledAt = Date.now();
           child.kill("SIGINT");
         }
       }
       const status = await child.status;
-      const endedAfterMs = Date.now() - signalledAt;
       clearTimeout(timer);
-      const stderr = await errText;
-      const stall = await emulatorStall(stderr, timedOut, linux.vmlinux);
-      if (stall !== undefined && retry < EMULATOR_STALL_RETRIES) {
-        console.log(`run: boot ${retry + 1} ended in the known emulator stall (${stall}); booting again`);
-        continue;
-      }
-      const context = `exit ${status.code}\n--- stdout ---\n${out}\n--- stderr ---\n${stderr.slice(-2000)}`;
-      assert.equal(out, "started\n", context);
-      assert.equal(status.code, 130, context);
-      assert.ok(endedAfterMs < 5000, `the runner took ${endedAfterMs} ms to end after SIGINT\n${context}`);
-      return;
-    }
+      return { code: status.code, stdout, stderr: await errText, timedOut, endedAfterMs: Date.now() - signalledAt };
+    }, (r) => r);
+    assert.equal(r.stdout, "started\n", show(r));
+    assert.equal(r.code, 130, show(r));
+    assert.ok(r.endedAfterMs < 5000, `the runner took ${r.endedAfterMs} ms to end after SIGINT\n${show(r)}`);
   },
 });
