@@ -18,7 +18,7 @@ export { parseBlockSpec };
 import { isatty } from "./lib/sys/calls.ts";
 import { VERSION } from "./lib/version.ts";
 import { ConsoleDevice } from "./lib/virtio/console/device.ts";
-import { parseTunnetSpec } from "./lib/virtio/net/spec.ts";
+import { parseNetSpec, parseTunnetSpec } from "./lib/virtio/net/spec.ts";
 import type { VirtioDevice } from "./lib/virtio/device.ts";
 import { bootClockMs, BootTimings, formatTimings } from "./lib/timings.ts";
 import { describeEntry, ENTRY_CHOICES, type EntryChoice } from "./lib/machine/entry.ts";
@@ -50,12 +50,19 @@ Options:
   --tunnet=bridge:<br>   ... or whose host side joins the existing bridge <br>
                          (bridged); repeatable, the first is the guest's eth0;
                          the guest's MAC is random and locally administered
+  --net=user[,hostfwd=tcp:<hostport>-:<guestport>]...
+                         add a virtio network device on a user-mode network
+                         (passt: DHCP, DNS, outbound TCP/UDP; no root needed);
+                         hostfwd= (tcp or udp, repeatable) forwards a host port
+                         into the guest, t=<spec>/u=<spec> pass passt's own
+                         -t/-u syntax; repeatable, after the --tunnet cards
   --rng                  add a virtio entropy device (fed by getrandom)
   --config=<file>        read the machine from a YAML file (keys: memory, kernel,
                          initrd, cmdline, cpus, acpi, entry, disks, networks, rng,
                          verbose, timings; paths relative to the file); options
                          and arguments given here override the file's, and a
-                         --block or --tunnet here replaces the file's whole list
+                         --block (or --tunnet/--net) here replaces the file's
+                         whole list of disks (networks)
   --print-config         print the effective configuration as YAML and exit
   --cpus=<n>             give the guest n vCPUs (default 1, at most 64); the
                          kernel starts the others itself (needs CONFIG_SMP)
@@ -85,11 +92,13 @@ Examples:
   lguest --initrd=initramfs.cpio.gz 256 bzImage console=ttyS0 earlyprintk=serial
   lguest --block=disk.img --block=iso.img,ro 512 bzImage root=/dev/vda console=hvc0
   lguest --tunnet=192.168.19.1 256 bzImage console=ttyS0 ip=192.168.19.2::192.168.19.1:255.255.255.0
-  lguest --tunnet=bridge:br0 --rng 256 bzImage console=hvc0`;
+  lguest --tunnet=bridge:br0 --rng 256 bzImage console=hvc0
+  lguest --net=user,hostfwd=tcp:8080-:80 256 bzImage console=hvc0 ip=dhcp`;
 
 const OPTIONS = {
   verbose: { type: "boolean", short: "v" },
   tunnet: { type: "string", multiple: true },
+  net: { type: "string", multiple: true },
   block: { type: "string", multiple: true },
   initrd: { type: "string" },
   rng: { type: "boolean" },
@@ -117,6 +126,8 @@ export interface CliArgs {
   verbose: boolean;
   /** --tunnet values, in order. */
   tunnet: string[];
+  /** --net values, in order (their cards come after the --tunnet ones). */
+  net: string[];
   /** --block values, in order. */
   block: string[];
   /** --initrd */
@@ -147,7 +158,7 @@ export interface CliArgs {
 
 /** Splits argv into launcher arguments and the guest's (after the kernel). */
 function splitAtKernel(argv: readonly string[]): [string[], string[]] {
-  const valued = new Set(["--tunnet", "--block", "--initrd", "--cpus", "--entry", "--config"]);
+  const valued = new Set(["--tunnet", "--net", "--block", "--initrd", "--cpus", "--entry", "--config"]);
   let positionals = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -192,9 +203,12 @@ export function parseCli(argv: readonly string[], readConfig?: ConfigReader): Cl
   const file = configFile === undefined
     ? {}
     : readConfig!(configFile, { memory: positionals.length > 0, kernel: positionals.length > 1 });
+  // Networks given here, of either kind, replace the file's whole list.
+  const nets = v.tunnet !== undefined || v.net !== undefined;
   const base = {
     verbose: v.verbose ?? file.verbose ?? false,
-    tunnet: v.tunnet ?? file.tunnet ?? [],
+    tunnet: (nets ? v.tunnet : file.tunnet) ?? [],
+    net: (nets ? v.net : file.net) ?? [],
     block: v.block ?? file.block ?? [],
     initrd: v.initrd ?? file.initrd,
     rng: v.rng ?? file.rng ?? false,
@@ -262,9 +276,14 @@ function validate(args: CliArgs): void {
   checkReadable(args.kernel, "kernel");
   if (args.initrd !== undefined) checkReadable(args.initrd, "initrd");
   for (const spec of args.block) checkReadable(parseBlockSpec(spec).path, "block device file");
-  for (const spec of args.tunnet) {
+  for (
+    const [spec, parse] of [
+      ...args.tunnet.map((t) => [t, parseTunnetSpec] as const),
+      ...args.net.map((n) => [n, parseNetSpec] as const),
+    ]
+  ) {
     try {
-      parseTunnetSpec(spec);
+      parse(spec);
     } catch (e) {
       throw new UsageError(e instanceof Error ? e.message : String(e));
     }
@@ -287,9 +306,10 @@ async function openDevices(args: CliArgs): Promise<VirtioDevice[]> {
         devices.push(BlockDevice.open(path, { readOnly }));
       }
     }
-    if (args.tunnet.length > 0) {
-      const { NetDevice } = await import("./lib/virtio/net/device.ts");
+    if (args.tunnet.length > 0 || args.net.length > 0) {
+      const { NetDevice, openUserNet } = await import("./lib/virtio/net/device.ts");
       for (const spec of args.tunnet) devices.push(NetDevice.open(spec));
+      for (const spec of args.net) devices.push(await openUserNet(spec));
     }
     if (args.rng) devices.push(new (await import("./lib/virtio/rng.ts")).RngDevice());
     devices.push(new ConsoleDevice({ outputFd: 1, sizeFd: isatty(0) ? 0 : undefined }));

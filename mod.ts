@@ -124,7 +124,7 @@ export { BlockDevice } from "./lib/virtio/blk/device.ts";
 export type { BlockOptions } from "./lib/virtio/blk/device.ts";
 export { ConsoleDevice } from "./lib/virtio/console/device.ts";
 export type { ConsoleOptions, WindowSize } from "./lib/virtio/console/device.ts";
-export { NetDevice } from "./lib/virtio/net/device.ts";
+export { NetDevice, openUserNet } from "./lib/virtio/net/device.ts";
 export type { NetDeviceOptions } from "./lib/virtio/net/device.ts";
 export type { PacketPort } from "./lib/virtio/net/hdr.ts";
 export { Tap } from "./lib/sys/tap.ts";

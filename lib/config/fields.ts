@@ -28,6 +28,8 @@ export interface EffectiveConfig {
   block: string[];
   /** --tunnet values. */
   tunnet: string[];
+  /** --net values. */
+  net: string[];
   /** --rng. */
   rng: boolean;
   /** --verbose. */
@@ -60,7 +62,7 @@ export function toFields(values: Record<string, unknown>): FileConfig {
     acpi?: boolean;
     entry?: EntryChoice;
     disks?: DiskValue[];
-    networks?: { tunnet: string }[];
+    networks?: ({ tunnet: string } | { net: string })[];
     rng?: boolean;
     verbose?: boolean;
     timings?: boolean;
@@ -73,7 +75,10 @@ export function toFields(values: Record<string, unknown>): FileConfig {
   if (v.acpi !== undefined) out.acpi = v.acpi;
   if (v.entry !== undefined) out.entry = v.entry;
   if (v.disks !== undefined) out.block = v.disks.map((d) => d.readonly ? `${d.path},ro` : d.path);
-  if (v.networks !== undefined) out.tunnet = v.networks.map((n) => n.tunnet);
+  if (v.networks !== undefined) {
+    out.tunnet = v.networks.flatMap((n) => "tunnet" in n ? [n.tunnet] : []);
+    out.net = v.networks.flatMap((n) => "net" in n ? [n.net] : []);
+  }
   if (v.rng !== undefined) out.rng = v.rng;
   if (v.verbose !== undefined) out.verbose = v.verbose;
   if (v.timings !== undefined) out.timings = v.timings;
@@ -105,7 +110,7 @@ export function fromFields(config: EffectiveConfig, cwd: string): Record<string,
     const ro = spec.endsWith(",ro");
     return { path: abs(ro ? spec.slice(0, -3) : spec), readonly: ro };
   });
-  out.networks = config.tunnet.map((tunnet) => ({ tunnet }));
+  out.networks = [...config.tunnet.map((tunnet) => ({ tunnet })), ...config.net.map((net) => ({ net }))];
   out.rng = config.rng;
   out.verbose = config.verbose;
   out.timings = config.timings;

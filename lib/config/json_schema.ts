@@ -28,7 +28,9 @@ function object(t: ObjectType): Json {
   const properties: Json = {};
   for (const key of t.keys) properties[key.name] = property(key);
   const required = t.keys.filter((k) => k.required).map((k) => k.name);
-  return { type: "object", additionalProperties: false, required, properties };
+  const out: Json = { type: "object", additionalProperties: false, required, properties };
+  if (t.oneKey) out.oneOf = t.keys.map((k) => ({ required: [k.name] }));
+  return out;
 }
 
 function property(key: KeyDef): Json {
@@ -53,6 +55,8 @@ function value(t: ValueType): Json {
         type: "string",
         pattern: "^(bridge:[A-Za-z0-9_.-]{1,15}|[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3})$",
       };
+    case "net":
+      return { type: "string", pattern: "^user(,(hostfwd|t|u)=[^,]+)*$" };
     case "words":
       return { oneOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] };
     case "list":

@@ -21,6 +21,8 @@ export type ValueType =
   | { readonly kind: "words" }
   /** What --tunnet takes: an IPv4 address or bridge:<name>. */
   | { readonly kind: "tunnet" }
+  /** What --net takes: user[,hostfwd=...]. */
+  | { readonly kind: "net" }
   | { readonly kind: "list"; readonly item: ObjectType };
 
 /** A mapping with fixed keys (the file itself, a disk, a network). */
@@ -31,6 +33,8 @@ export interface ObjectType {
   readonly unknown: string;
   /** Its keys, in the order they are printed. */
   readonly keys: readonly KeyDef[];
+  /** True when the mapping has exactly one of its keys (a network is one kind or another). */
+  readonly oneKey?: boolean;
 }
 
 /** One key of a mapping. */
@@ -59,16 +63,22 @@ export const DISK: ObjectType = {
   ],
 };
 
-/** A network card: one key, its mode (only `tunnet` so far). */
+/** A network card: one key, its mode (`tunnet`: a tap; `net`: user mode, passt). */
 export const NETWORK: ObjectType = {
   noun: "network",
   unknown: "unknown network type",
+  oneKey: true,
   keys: [{
     name: "tunnet",
     type: { kind: "tunnet" },
-    required: true,
     cli: "--tunnet",
     doc: "A tap whose host side gets this IPv4 address /24 (routed), or bridge:<name> to join a bridge.",
+  }, {
+    name: "net",
+    type: { kind: "net" },
+    cli: "--net",
+    doc: "A user-mode network through passt: user, then ,hostfwd=tcp:<hostport>-:<guestport> (or udp) " +
+      "or ,t=<spec>/,u=<spec> in passt's -t/-u syntax, each repeatable.",
   }],
 };
 
@@ -128,8 +138,8 @@ export const CONFIG: ObjectType = {
     {
       name: "networks",
       type: { kind: "list", item: NETWORK },
-      cli: "--tunnet",
-      doc: "Virtio network cards, in order (the first is eth0).",
+      cli: "--tunnet, --net",
+      doc: "Virtio network cards, in order (the first is eth0; the net cards come after the tunnet ones).",
     },
     { name: "rng", type: { kind: "boolean" }, default: false, cli: "--rng", doc: "A virtio entropy device." },
     {

@@ -12,7 +12,7 @@ import { dirname, resolve } from "node:path";
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, visit } from "yaml";
 import { CONFIG, type KeyDef, type ObjectType, type ValueType } from "./keys.ts";
 import { type FileConfig, toFields } from "./fields.ts";
-import { parseTunnetSpec } from "../virtio/net/spec.ts";
+import { parseNetSpec, parseTunnetSpec } from "../virtio/net/spec.ts";
 import { ConfigError } from "./error.ts";
 
 export { ConfigError };
@@ -216,6 +216,10 @@ class Reader {
       const value = this.value(pair.value ?? pair.key, pair.value === null, def, `${prefix}${def.name}`);
       if (value !== undefined) out[def.name] = value;
     }
+    if (type.oneKey && strays === 0 && seen.size !== 1) {
+      const keys = type.keys.map((k) => k.name).join(" or ");
+      this.problem(start(raw), `${where ? `${where}: ` : ""}a ${type.noun} has exactly one key, ${keys}`);
+    }
     // A misspelt key already has its line; "missing path" after "unknown disk key 'paht'" would be its echo.
     for (const def of strays > 0 ? [] : type.keys) {
       if (!def.required || seen.has(def.name) || optional.has(def.name)) continue;
@@ -264,6 +268,15 @@ class Reader {
           return scalar;
         } catch (e) {
           this.problem(at, `${name} '${scalar}': ${message(e).replace(/^--tunnet=[^:]*: /, "")}`);
+          return undefined;
+        }
+      case "net":
+        if (typeof scalar !== "string") return wrong();
+        try {
+          parseNetSpec(scalar);
+          return scalar;
+        } catch (e) {
+          this.problem(at, `${name} '${scalar}': ${message(e).replace(`--net=${scalar}: `, "")}`);
           return undefined;
         }
       case "words":
@@ -337,6 +350,8 @@ export function expected(t: ValueType): string {
       return "a path to a file";
     case "tunnet":
       return "an IPv4 address or bridge:<name>";
+    case "net":
+      return "user[,hostfwd=tcp:<hostport>-:<guestport>]...";
     case "words":
       return "a string or a list of strings";
     case "list":

@@ -312,6 +312,26 @@ export function socketpair(domain: number, type: number, protocol = 0): [number,
   return [sv[0]!, sv[1]!];
 }
 
+/** AF_UNIX and the socket types we use (<sys/socket.h>). */
+export const AF_UNIX = 1;
+/** SOCK_STREAM (<sys/socket.h>). */
+export const SOCK_STREAM = 1;
+/** sun_path's size in struct sockaddr_un (<sys/un.h>), NUL included. */
+const SUN_PATH = 108;
+
+/**
+ * connect(2) to a UNIX socket at `path`; throws naming the path (ENOENT before the listener binds it,
+ * ECONNREFUSED once nobody listens).
+ */
+export function connectUnix(fd: number, path: string): void {
+  const bytes = encoder.encode(path);
+  if (bytes.length >= SUN_PATH) throw new RangeError(`socket path '${path}' is longer than ${SUN_PATH - 1} bytes`);
+  const addr = new Uint8Array(2 + SUN_PATH); // struct sockaddr_un: sun_family, then sun_path
+  new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
+  addr.set(bytes, 2);
+  checked(libc.connect(fd, addr, 2 + bytes.length + 1), "connect", path);
+}
+
 /** setns(2): moves the calling thread into the namespace `fd` refers to (nstype e.g. CLONE_NEWNET). */
 export function setns(fd: number, nstype: number): void {
   checked(libc.setns(fd, nstype), "setns", `fd ${fd}`);

@@ -49,6 +49,7 @@ const SYMBOLS = {
   tgkill: { parameters: ["i32", "i32", "i32"], result: "i32" }, // int tgkill(pid_t tgid, pid_t tid, int sig)
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" }, // int socket(int domain, int type, int protocol)
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" }, // int socketpair(int domain, int type, int protocol, int sv[2])
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" }, // int connect(int fd, const struct sockaddr *addr, socklen_t len)
   setns: { parameters: ["i32", "i32"], result: "i32" }, // int setns(int fd, int nstype)
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" }, // int clock_gettime(clockid_t clk, struct timespec *tp)
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -48,6 +48,7 @@ disks:
 networks:
   - tunnet: 10.1.2.3
   - tunnet: bridge:br0
+  - net: user,hostfwd=tcp:8080-:80
 rng: true
 verbose: true
 timings: true

@@ -36,6 +36,7 @@ Deno.test("config: every key of a file lands in its command-line field", async (
     entry: "linux64",
     block: [`${fx.dir}/d.img,ro`, `${fx.dir}/sub/e.img`],
     tunnet: ["10.1.2.3", "bridge:br0"],
+    net: ["user,hostfwd=tcp:8080-:80"],
     rng: true,
     verbose: true,
     timings: true,
@@ -54,6 +55,7 @@ Deno.test("config: every key of a file lands in its command-line field", async (
     entry: "auto",
     block: [],
     tunnet: [],
+    net: [],
     rng: false,
     verbose: false,
     timings: false,
@@ -78,7 +80,7 @@ Deno.test("config: file -> effective config -> --print-config -> parse gives the
     acpi: "acpi: false",
     entry: "entry: pvh",
     disks: "disks: [{path: x.img}]",
-    networks: "networks: [{tunnet: bridge:br1}]",
+    networks: "networks: [{tunnet: bridge:br1}, {net: 'user,t=22:2222'}]",
     rng: "rng: true",
     verbose: "verbose: true",
     timings: "timings: true",
@@ -115,6 +117,9 @@ Deno.test("config: the command line wins over the file", async () => {
   assert.equal(a.initrd, `${fx.dir}/k2`);
   assert.deepEqual(a.block, [`${fx.dir}/x.img`], "--block replaces the file's disks");
   assert.deepEqual(a.tunnet, ["10.9.9.9"], "--tunnet replaces the file's networks");
+  assert.deepEqual(a.net, [], "... of both kinds");
+  const n = cli([`--net=user`, `--config=${full}`]);
+  assert.deepEqual([n.tunnet, n.net], [[], ["user"]], "--net replaces them too");
   assert.equal(a.acpi, false, "what the command line leaves alone comes from the file");
   assert.equal(a.rng, true);
   // Only a memory size: the kernel and its words still come from the file.

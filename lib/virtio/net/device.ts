@@ -32,7 +32,8 @@ import {
 } from "./hdr.ts";
 import { NetRx } from "./rx.ts";
 import { NetTx } from "./tx.ts";
-import { parseTunnetSpec } from "./spec.ts";
+import { parseNetSpec, parseTunnetSpec } from "./spec.ts";
+import { PasstPort } from "./passt.ts";
 
 /** The features we offer (see V:415). */
 export const NET_FEATURES: bigint = [
@@ -46,6 +47,17 @@ export const NET_FEATURES: bigint = [
   VIRTIO_NET_F.MRG_RXBUF,
   VIRTIO_NET_F.STATUS,
 ].reduce((m, n) => m | bit(n), 0n);
+
+/*V:461 A port without offloads (passt's stream, V:463) carries plain
+ * Ethernet frames: nobody behind it would finish a checksum the guest left
+ * undone or cut a 64 KiB segment, and nobody fills in DATA_VALID. So on such
+ * a port the device offers neither direction's offloads, only the MAC, the
+ * status and mergeable buffers, and the guest checksums and segments
+ * everything itself, as it would for a card without those features. :*/
+
+/** The features offered on a port without offloads (see V:461). */
+export const NET_FEATURES_PLAIN: bigint = [VIRTIO_NET_F.MAC, VIRTIO_NET_F.MRG_RXBUF, VIRTIO_NET_F.STATUS]
+  .reduce((m, n) => m | bit(n), 0n);
 
 /** Queue sizes: the Linux driver's default ring of 256 for both. */
 export const NET_QUEUE_SIZE = 256;
@@ -80,8 +92,8 @@ export class NetDevice implements VirtioDevice {
   readonly name: string;
   /** VIRTIO_ID_NET. */
   readonly deviceId: number = VIRTIO_ID.NET;
-  /** See {@link NET_FEATURES}. */
-  readonly features: bigint = NET_FEATURES;
+  /** {@link NET_FEATURES}, or {@link NET_FEATURES_PLAIN} on a port without offloads. */
+  readonly features: bigint;
   /** Receive queue, transmit queue. */
   readonly queueSizes: readonly number[] = [NET_QUEUE_SIZE, NET_QUEUE_SIZE];
   /** struct virtio_net_config: mac, then status (link up). */
@@ -101,6 +113,7 @@ export class NetDevice implements VirtioDevice {
    */
   constructor(port: PacketPort, options: NetDeviceOptions = {}) {
     this.#port = port;
+    this.features = port.offloads === false ? NET_FEATURES_PLAIN : NET_FEATURES;
     this.name = options.name ?? "virtio-net";
     const mac = options.mac ?? randomMac();
     if (mac.length !== 6) throw new RangeError(`a MAC address has 6 bytes, not ${mac.length}`);
@@ -193,7 +206,8 @@ export class NetDevice implements VirtioDevice {
     const ctx = this.#ctx;
     if (ctx === undefined) return;
     const rx = this.#rx;
-    const want = (rx !== undefined && !rx.starved && !rx.broken ? EPOLL.IN : 0) | (this.#tx?.blocked ? EPOLL.OUT : 0);
+    const out = this.#tx?.blocked || this.#port.outputPending === true;
+    const want = (rx !== undefined && !rx.starved && !rx.broken ? EPOLL.IN : 0) | (out ? EPOLL.OUT : 0);
     if (want === this.#watched) return;
     if (want === 0) ctx.loop.remove(this.#port.fd);
     else if (this.#watched === 0) ctx.loop.add(this.#port.fd, want, (events) => this.#ready(events));
@@ -203,9 +217,14 @@ export class NetDevice implements VirtioDevice {
 
   /** The tap is ready: room for the frame that waits, or frames (or an error) to read. */
   #ready(events: number): void {
-    if (events & EPOLL.OUT && this.#tx !== undefined) {
-      this.#tx.blocked = false;
-      this.#txq?.run();
+    if (events & EPOLL.OUT) {
+      // A stream port first writes the rest of a frame it accepted (V:463).
+      this.#port.flush?.();
+      if (this.#tx !== undefined) {
+        this.#tx.blocked = false;
+        this.#txq?.run();
+      }
+      this.#watch();
     }
     if (!(events & (EPOLL.IN | EPOLL.ERR | EPOLL.HUP))) return;
     const ctx = this.#ctx;
@@ -275,6 +294,18 @@ export class NetDevice implements VirtioDevice {
       ctl.close();
     }
   }
+}
+
+/**
+ * Starts passt for `spec` (V:464, V:465) and makes a device on it; the device's close() ends passt.
+ * @param spec `user[,hostfwd=tcp:<hostport>-:<guestport>][,t=<passt spec>]...`
+ * @param options MAC address and name
+ * @throws Error with one line (no passt: how to get it)
+ */
+export async function openUserNet(spec: string, options: NetDeviceOptions = {}): Promise<NetDevice> {
+  const { passtArgs } = parseNetSpec(spec);
+  const port = await PasstPort.start({ args: passtArgs });
+  return new NetDevice(port, { ...options, name: options.name ?? `virtio-net (passt ${port.pid}, --net=${spec})` });
 }
 
 function step(what: string, work: () => void): void {

@@ -63,11 +63,21 @@ export const VIRTIO_NET_S_LINK_UP = 1;
 
 /**
  * Where frames go and come from: a tap in the launcher, anything with message boundaries
- * (a datagram socketpair) in tests. Every frame carries a NET_HDR_SIZE-byte header first.
+ * (a datagram socketpair) in tests, or passt's stream (--net=user). Every frame carries a
+ * NET_HDR_SIZE-byte header first.
  */
 export interface PacketPort {
   /** A pollable fd: readable when a frame waits, writable when one can be sent. */
   readonly fd: number;
+  /**
+   * False for a port that carries plain Ethernet frames and cannot take a checksum or segmentation
+   * request (the device then offers no offloads); absent or true for a tap-like port.
+   */
+  readonly offloads?: boolean;
+  /** True while a frame writev() accepted is still partly unwritten: watch for writability, then flush(). */
+  readonly outputPending?: boolean;
+  /** Writes what is pending of accepted frames, as far as the fd takes it now. Never throws. */
+  flush?(): void;
   /** Reads one whole frame into `iov`; returns its length (beyond iov.bytes if truncated), or -1 for EAGAIN. */
   readv(iov: IoVecs): number;
   /** Writes one frame from `iov`; returns bytes written, or -1 for EAGAIN. */
