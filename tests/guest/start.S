@@ -16,7 +16,8 @@ triple_fault:
 	jmp	1b
 
 /* Interrupt stubs: save the caller-saved registers, call the C handler
- * with the vector number, restore, return. One for the UART (0x24) and one
+ * with the vector number, restore, return. One for the UART (0x24), one for
+ * the LAPIC timer's watchdog (0x25), and one
  * per IOAPIC pin for virtio devices (vector 0x30 + irq). */
 	.macro	IRQ_STUB name, vector, handler
 	.globl	\name
@@ -45,6 +46,7 @@ triple_fault:
 	.endm
 
 	IRQ_STUB irq_stub_0x24, 0x24, guest_irq
+	IRQ_STUB irq_stub_0x25, 0x25, guest_watchdog
 	.irp	n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23
 	IRQ_STUB virtio_stub_\n, 0x30+\n, virtio_irq
 	.endr
