@@ -23,6 +23,7 @@ export const WORKERS: readonly string[] = [
   "lib/vcpu.worker.ts",
   "lib/virtio/blk/queue_thread.worker.ts",
   "lib/virtio/blk/io_thread.worker.ts",
+  "lib/virtio/net/data_path.worker.ts",
 ];
 
 /** The bundle of the main thread's module graph, cli.ts. */
@@ -97,7 +98,11 @@ export async function bundleModule(source: string, out: string): Promise<void> {
 export async function bundle(outDir: string): Promise<string> {
   await Deno.mkdir(outDir, { recursive: true });
   const jobs = [["cli.ts", MAIN_BUNDLE], ...WORKERS.map((w) => [w, bundleName(w)])] as const;
-  await Promise.all(jobs.map(([source, name]) => bundleModule(`${ROOT}${source}`, `${outDir}/${name}`)));
+  // The first deno bundle on a machine fetches esbuild into DENO_DIR; several at once race over that copy
+  // (seen on a fresh machine: "failed to copy esbuild binary"), so one goes first, then the rest together.
+  const [first, ...rest] = jobs;
+  await bundleModule(`${ROOT}${first[0]}`, `${outDir}/${first[1]}`);
+  await Promise.all(rest.map(([source, name]) => bundleModule(`${ROOT}${source}`, `${outDir}/${name}`)));
   const launcher = `${outDir}/lguest`;
   await Deno.writeTextFile(launcher, LAUNCHER);
   await Deno.chmod(launcher, 0o755);

@@ -1,22 +1,20 @@
 /*T:050 `deno task compile` makes the single `lguest` binary for hosts
- * without Deno. The vCPU Worker and the disk's Workers (its queue thread
- * and its optional I/O helpers) are loaded by URL at run time, so they must
- * be named with --include or the binary would not contain them. deno
+ * without Deno. The Workers (the vCPU's, the disk's queue thread and I/O
+ * helpers, the network card's data path: bundle.ts's one list) are loaded
+ * by URL at run time, so they must be named with --include or the binary
+ * would not contain them. deno
  * compile fetches its runtime base (denort) from Deno's download host;
  * where that is unreachable, point DENORT_BIN at a denort binary you
  * have. :*/
+
+import { WORKERS } from "./bundle.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const out = Deno.args[0] ?? `${ROOT}dist/lguest`;
 const args = [
   "compile",
   "--allow-all",
-  "--include",
-  `${ROOT}lib/vcpu.worker.ts`,
-  "--include",
-  `${ROOT}lib/virtio/blk/io_thread.worker.ts`,
-  "--include",
-  `${ROOT}lib/virtio/blk/queue_thread.worker.ts`,
+  ...WORKERS.flatMap((w) => ["--include", `${ROOT}${w}`]),
   "--output",
   out,
   `${ROOT}cli.ts`,

@@ -7,17 +7,20 @@
  * see the initrd byte for byte, drive hvc0, print DONE and reset, status 0,
  * with nothing on stderr. Then a disk: what the guest reads must be the
  * image's first sector and its flush must succeed, which only a running
- * queue thread can do. :*/
+ * queue thread can do. Then a network card on a tap in a namespace: the
+ * guest's ping answered, which only a running data-path thread can do. :*/
 
 import assert from "node:assert/strict";
 import { bareOptions } from "./helpers/bare_env.ts";
 import { buildTestGuest } from "./guest/build.ts";
 import { fnv1a, guestReport, HAVE_KVM } from "./helpers/launcher.ts";
 import { bundle } from "../scripts/bundle.ts";
+import { NetNs, netnsProblem } from "./virtio/net/netns.ts";
 
 if (!HAVE_KVM) console.log("bundle_test: /dev/kvm cannot be opened here; skipping");
 
 const TIMEOUT_MS = 180_000;
+const netProblem = HAVE_KVM ? await netnsProblem() : "/dev/kvm cannot be opened";
 
 /** Runs the bundled launcher as a host with only deno would: no inherited environment, an empty DENO_DIR. */
 async function runBundled(launcher: string, dir: string, args: string[]) {
@@ -40,7 +43,7 @@ const hex = (n: number) => `0x${n.toString(16)}`;
 const toHex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 Deno.test({
-  name: "bundle: dist/lguest boots the demo guest, and a disk through the bundled queue thread",
+  name: "bundle: dist/lguest boots the demo guest, a disk and a network card through the bundled threads",
   ignore: !HAVE_KVM,
   async fn(t) {
     const guest = await buildTestGuest();
@@ -88,6 +91,23 @@ Deno.test({
         assert.deepEqual(report.get("BLK-FLUSH"), ["0"], r.context);
         assert.match(r.stdout, /^DONE$/m, r.context);
         assert.equal(r.stderr, "", r.context);
+      });
+
+      await t.step({
+        name: "--tunnet: the guest's ARP and ping are answered through the bundled data-path thread",
+        ignore: netProblem !== undefined,
+        fn: async () => {
+          await NetNs.use(async (ns) => {
+            const r = await runBundled("/usr/sbin/ip", dir, [
+              ...["netns", "exec", ns.name, launcher],
+              ...["--no-acpi", "--tunnet=10.7.5.1", "64", guest, "lguest.ip=10.7.5.2", "lguest.peer=10.7.5.1"],
+            ]);
+            assert.equal(r.code, 0, r.context);
+            const report = guestReport(r.stdout);
+            assert.deepEqual(report.get("NET-INIT"), ["0"], r.context);
+            assert.deepEqual(report.get("NET-PING"), ["ok 10.7.5.1"], r.context);
+          });
+        },
       });
     } finally {
       await Deno.remove(dir, { recursive: true });

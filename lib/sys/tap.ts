@@ -124,6 +124,8 @@ function tunOpenProblem(device: string, e: unknown): string {
 export class Tap {
   /** The interface name the kernel chose, e.g. "tap0". */
   readonly name: string;
+  /** One frame per read or write, header first. */
+  readonly framing = "packet";
   #fd: number;
 
   private constructor(fd: number, name: string) {

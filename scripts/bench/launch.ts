@@ -16,7 +16,7 @@
  * cli.ts`, in pairs, to show what one file per isolate saves. :*/
 
 import { describeFailure, type ProbeResult, probeRun } from "./probe.ts";
-import { contextFor, lguestCommand, pairs, qemuCommand, runToEnd } from "./run.ts";
+import { BENCH_LAUNCH_OPTIONS, contextFor, lguestCommand, pairs, qemuCommand, runToEnd } from "./run.ts";
 import { cacheRoot } from "../../tests/guest/build.ts";
 import { figure, fmt, median } from "./stats.ts";
 import type { BenchContext, Benchmark, Section } from "./types.ts";
@@ -72,7 +72,7 @@ async function bundledAgainstSource(ctx: BenchContext, reps: number) {
     return undefined;
   }
   const sourceCmd = lguestCommand(ctx, ["128", ctx.tools.guest]);
-  const bundledCmd = [launcher, "--no-acpi", "128", ctx.tools.guest];
+  const bundledCmd = [launcher, ...BENCH_LAUNCH_OPTIONS, "128", ctx.tools.guest];
   const source = side();
   const bundled = side();
   const boot = async (s: Side, cmd: string[]) => {

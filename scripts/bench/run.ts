@@ -68,11 +68,14 @@ export async function runWithMarker(
 }
 
 /**
- * The command that runs the lguest launcher. Both guests the bench boots (the test guest and the
- * project's Linux build) are built without ACPI, so their devices are declared on the command line.
+ * The launcher options every bench run takes. Both guests the bench boots (the test guest and the project's
+ * Linux build) are built without ACPI, so their devices are declared on the command line.
  */
+export const BENCH_LAUNCH_OPTIONS: readonly string[] = ["--no-acpi"];
+
+/** The command that runs the lguest launcher with {@link BENCH_LAUNCH_OPTIONS}. */
 export function lguestCommand(ctx: BenchContext, args: readonly string[]): string[] {
-  return [Deno.execPath(), "run", "-A", `${ctx.root}cli.ts`, "--no-acpi", ...args];
+  return [Deno.execPath(), "run", "-A", `${ctx.root}cli.ts`, ...BENCH_LAUNCH_OPTIONS, ...args];
 }
 
 /**

@@ -297,6 +297,7 @@ void net_bench_start(u64 n)
 	nb.stride[1] = nb.tso ? TSO_TX_STRIDE : NET_BUF_SIZE;
 	for (u32 i = 0; i < 6; i++)
 		nb.mac[i] = virtio_config8(nb.d, i);
+	vq_honour_no_notify = 1;		/* as Linux's virtio_net does */
 	nb.d->q[0].avail->flags = 1;		/* VRING_AVAIL_F_NO_INTERRUPT */
 	nb.d->q[1].avail->flags = 1;
 	ioapic_mask(nb.d->irq);

@@ -16,8 +16,30 @@
 #include "guest.h"
 #include "user.h"
 
-static u64 gdt[7] __attribute__((aligned(16)));
+static u64 gdt[9] __attribute__((aligned(16)));
 static u8 user_stack[65536] __attribute__((aligned(16)));
+
+/* Our own 64-bit TSS, with an I/O permission bitmap that allows every port.
+ * Without one, TR is whatever the loader left: the 64-bit boot protocol's
+ * (limit 0xffff) happens to do, but the PVH ABI's 32-bit TSS ends at 0x67,
+ * before any bitmap, and PVM refuses ring-3 port I/O against it (the
+ * benchmarks' first outb triple-faulted; seen 2026-12-05). A kernel that
+ * runs user code loads its own TSS; so do we. */
+#define TSS_BYTES 104
+#define IOMAP_BYTES (65536 / 8 + 1)	/* one bit per port, and the 0xff end byte */
+static u8 tss[TSS_BYTES + IOMAP_BYTES] __attribute__((aligned(16)));
+
+static void load_tss(void)
+{
+	memset(tss, 0, sizeof(tss));
+	*(u16 *)(tss + 0x66) = TSS_BYTES;		/* I/O map base */
+	tss[sizeof(tss) - 1] = 0xff;
+	u64 base = (u64)tss, limit = sizeof(tss) - 1;
+	gdt[7] = (limit & 0xffff) | (base & 0xffffff) << 16 | 0x89UL << 40 |	/* present, 64-bit TSS */
+		((limit >> 16) & 0xf) << 48 | ((base >> 24) & 0xff) << 56;
+	gdt[8] = base >> 32;
+	__asm__ volatile("ltr %w0" : : "r"(0x38) : "memory");
+}
 
 extern void enter_user(void (*fn)(u64), u64 arg, u64 user_rsp) __attribute__((noreturn));
 
@@ -57,6 +79,7 @@ void run_user_noreturn(void (*fn)(u64), u64 arg)
 	gdt[6] = 0x00affb000000ffffUL;	/* 0x30 (0x33): user code, 64-bit, DPL 3 */
 	struct { u16 limit; u64 base; } __attribute__((packed)) gdtr = { sizeof(gdt) - 1, (u64)gdt };
 	__asm__ volatile("lgdt %0" : : "m"(gdtr) : "memory");
+	load_tss();
 	add_user_bit();
 	enter_user(fn, arg, (u64)(user_stack + sizeof(user_stack)));
 }

@@ -13,6 +13,8 @@ struct vring_desc { u64 addr; u32 len; u16 flags; u16 next; };
 struct vring_avail { u16 flags; u16 idx; u16 ring[VQ_SIZE]; u16 used_event; };
 struct vring_used_elem { u32 id; u32 len; };
 struct vring_used { u16 flags; u16 idx; struct vring_used_elem ring[VQ_SIZE]; u16 avail_event; };
+#define VRING_USED_F_NO_NOTIFY 1
+extern int vq_honour_no_notify;
 
 #define VRING_DESC_F_NEXT 1
 #define VRING_DESC_F_WRITE 2

@@ -47,12 +47,12 @@
  * The main thread is in none of these steps: it only starts and stops
  * sessions (V:340, V:346). :*/
 
-import { close, eventfd, O, open, signalEventfd } from "../../sys/calls.ts";
+import { close, O, open } from "../../sys/calls.ts";
 import { SysError } from "../../sys/errno.ts";
 import { bit, type DeviceContext, type QueueSession, VIRTIO_ID, type VirtioDevice } from "../device.ts";
 import { ID_BYTES, SECTOR_SIZE, VIRTIO_BLK_F } from "./request.ts";
-import { QCTL, type QueueCommand, type QueueReport } from "./protocol.ts";
-import { workerUrl } from "../../worker_url.ts";
+import { QCTL, type QueueCommand } from "./protocol.ts";
+import { QueueThread } from "../thread/host.ts";
 
 /** Options for {@link BlockDevice.open}. */
 export interface BlockOptions {
@@ -75,11 +75,6 @@ const SEG_MAX = QUEUE_SIZE - 2;
 const SLOTS = 64;
 /** Size of the configuration space we fill (through num_queues). */
 const CONFIG_BYTES = 36;
-
-/** How long close() waits for the queue thread to finish its I/O and stop its I/O threads. */
-const CLOSE_TIMEOUT_MS = 10_000;
-/** How long reset() waits for a ring window to close before it calls the queue thread stuck. */
-const WINDOW_TIMEOUT_MS = 2_000;
 
 /*V:315 Opening the disk. The file must be a regular file: a directory
  * cannot be read as sectors, and a device node or a pipe would make us
@@ -114,15 +109,10 @@ export class BlockDevice implements VirtioDevice {
   readonly ioThreads: number;
   readonly #fd: number;
   readonly #ctl: Int32Array<SharedArrayBuffer>;
-  readonly #worker: Worker;
-  /** Wakes the queue thread when a session is withdrawn. */
-  readonly #stopFd: number;
+  readonly #thread: QueueThread<QueueCommand>;
   #ctx: DeviceContext | undefined;
   /** The queue being served, if any. */
   #queue: QueueSession | undefined;
-  #session = 0;
-  #received = 0;
-  #failure: string | undefined;
   #closed = false;
 
   private constructor(path: string, fd: number, size: number, inode: string, options: BlockOptions) {
@@ -149,23 +139,21 @@ export class BlockDevice implements VirtioDevice {
     this.ioThreads = threads;
     const id = new Uint8Array(ID_BYTES);
     new TextEncoder().encodeInto(this.serial, id);
-    this.#ctl = new Int32Array(new SharedArrayBuffer(4 * QCTL.WORDS));
-    this.#stopFd = eventfd();
-    this.#worker = new Worker(workerUrl(new URL("./queue_thread.worker.ts", import.meta.url)), {
-      type: "module",
-      name: `${this.name} queue thread`,
-    });
-    this.#worker.onerror = (ev) => {
-      ev.preventDefault();
-      this.#failure ??= `${this.name}: the queue thread failed: ${ev.message}`;
-      if (this.#ctx !== undefined) this.#fail(this.#ctx, this.#failure);
-    };
-    this.#worker.onmessage = (ev: MessageEvent<QueueReport>) => this.#report(ev.data);
-    this.#send({
+    this.#thread = new QueueThread(
+      new URL("./queue_thread.worker.ts", import.meta.url),
+      `${this.name} queue thread`,
+      QCTL.WORDS,
+      {
+        report: (r) => r.kind === "log" ? this.#ctx?.log(r.text) : this.#fail(r.text),
+        broken: (reason) => this.#fail(reason),
+      },
+    );
+    this.#ctl = this.#thread.ctl;
+    this.#thread.post({
       kind: "init",
       ctl: this.#ctl.buffer,
       fd,
-      stopFd: this.#stopFd,
+      stopFd: this.#thread.stopFd,
       name: this.name,
       sectors: this.sectors,
       readOnly: this.readOnly,
@@ -174,10 +162,6 @@ export class BlockDevice implements VirtioDevice {
       threads,
       slots: SLOTS,
     });
-  }
-
-  #send(m: QueueCommand): void {
-    this.#worker.postMessage(m);
   }
 
   /**
@@ -249,7 +233,7 @@ export class BlockDevice implements VirtioDevice {
    * the thread to start; the I/O threads come later still, see {@link ioThreadsRunning}).
    */
   get started(): boolean {
-    return Atomics.load(this.#ctl, QCTL.UP) === 1;
+    return this.#thread.up;
   }
 
   /**
@@ -259,14 +243,11 @@ export class BlockDevice implements VirtioDevice {
    */
   get busy(): boolean {
     const c = this.#ctl;
-    let busy = Atomics.load(c, QCTL.INFLIGHT) > 0;
+    if (Atomics.load(c, QCTL.INFLIGHT) > 0 || this.#thread.busy) return true;
     const q = this.#queue;
     const ctx = this.#ctx;
-    if (!busy && q !== undefined && ctx !== undefined) {
-      busy = Atomics.load(c, QCTL.IDLE) !== this.#session ||
-        Atomics.load(c, QCTL.SEEN) !== ctx.memory.readU16(Number(q.layout.avail) + 2);
-    }
-    return busy || Atomics.load(c, QCTL.POSTED) !== this.#received;
+    return q !== undefined && ctx !== undefined &&
+      Atomics.load(c, QCTL.SEEN) !== ctx.memory.readU16(Number(q.layout.avail) + 2);
   }
 
   /*V:340 Activation hands the request queue's session to the queue thread
@@ -281,78 +262,46 @@ export class BlockDevice implements VirtioDevice {
   /** Hands the request queue to the queue thread, which first serves what is already posted. */
   activate(ctx: DeviceContext, queues: ReadonlyArray<QueueSession | undefined>): void {
     if (this.#closed) throw new Error(`${this.name} is closed`);
-    if (this.#failure !== undefined) throw new Error(this.#failure);
+    const failure = this.#thread.failure;
+    if (failure !== undefined) throw new Error(failure);
     this.reset();
     this.#ctx = ctx;
     const queue = queues[0];
     if (queue === undefined) return;
     this.#queue = queue;
-    this.#session++;
-    Atomics.store(this.#ctl, QCTL.REQ, this.#session);
-    this.#send({
+    const session = this.#thread.begin();
+    this.#thread.post({
       kind: "start",
-      session: this.#session,
+      session,
       hostAddress: ctx.memory.hostAddress,
       memSize: ctx.memory.size,
       queue,
     });
   }
 
-  /** A line or a failure from the queue thread; stale sessions are ignored. */
-  #report(r: QueueReport): void {
-    this.#received++;
-    const ctx = this.#ctx;
-    if (ctx === undefined || r.session !== this.#session) return;
-    if (r.kind === "log") ctx.log(r.text);
-    else this.#fail(ctx, r.text);
-  }
-
-  #fail(ctx: DeviceContext, reason: string): void {
-    const session = this.#session;
-    ctx.fail(reason);
-    if (session === this.#session && this.#ctx !== undefined) this.reset();
+  /** A rule the guest broke, or a queue thread that failed: the device needs a reset. */
+  #fail(reason: string): void {
+    this.#thread.failSession(this.#ctx, reason, () => this.reset());
   }
 
   /** Withdraws the queue thread's session and forgets the queue, without waiting for its I/O (V:346). */
   reset(): void {
-    const ctl = this.#ctl;
     this.#ctx = undefined;
-    if (this.#queue === undefined) return;
     this.#queue = undefined;
-    Atomics.store(ctl, QCTL.REQ, 0);
-    if (Atomics.load(ctl, QCTL.RING_BUSY) !== 0) {
-      const deadline = performance.now() + WINDOW_TIMEOUT_MS;
-      for (let i = 0; Atomics.load(ctl, QCTL.RING_BUSY) !== 0; i++) {
-        if (i < 1000) continue;
-        if (performance.now() > deadline) {
-          this.#failure = `${this.name}: the queue thread held its ring for over ${WINDOW_TIMEOUT_MS / 1000} s`;
-          throw new Error(this.#failure);
-        }
-        Atomics.wait(ctl, QCTL.RING_BUSY, 1, 0.1);
-      }
-    }
-    signalEventfd(this.#stopFd, `${this.name} stop eventfd`);
+    this.#thread.withdraw();
   }
 
   /*V:341 Closing is off the vCPU's path, so it may wait, but never for
-   * ever: the queue thread is told to close once its session has ended (its
-   * I/O finished), stops its I/O threads and says so; a thread that has not
-   * within CLOSE_TIMEOUT_MS is terminated all the same. :*/
+   * ever (V:337): the queue thread is told to close once its session has
+   * ended (its I/O finished), stops its I/O threads and says so; a thread
+   * that has not within the bound is terminated all the same. Only then is
+   * the file closed. :*/
 
   /** Stops the queue thread and its I/O threads, and closes the file. Safe twice. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.reset();
-    } finally {
-      if (this.#failure === undefined) {
-        this.#send({ kind: "close" });
-        Atomics.wait(this.#ctl, QCTL.CLOSED, 0, CLOSE_TIMEOUT_MS);
-      }
-      this.#worker.terminate();
-      for (const fd of [this.#stopFd, this.#fd]) close(fd);
-    }
+    this.#thread.shutDown({ kind: "close" }, () => this.reset(), () => close(this.#fd));
   }
 }
 

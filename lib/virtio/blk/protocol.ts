@@ -12,6 +12,7 @@
  * reaches, and a float64 array needs no BigInt on either side. :*/
 
 import type { QueueSession } from "../device.ts";
+import { THREAD_WORDS } from "../thread/window.ts";
 
 /** Job operations. */
 export const IO_OP = { READ: 1, WRITE: 2, FLUSH: 3 } as const;
@@ -96,46 +97,34 @@ export function slotLayout(slots: number, maxIovecs: number): SlotLayout {
 }
 
 /*V:343 What the main thread and the request queue's own thread share (see
- * queue_thread.worker.ts). One small buffer of control words, and messages:
+ * queue_thread.worker.ts): the control words every served-on-a-thread
+ * device has (V:336), then the disk's own:
  *
- *   REQ        the session the main thread wants served (0: none)
- *   RING_BUSY  1 while the queue thread touches the rings (V:346)
- *   IDLE       the session the queue thread sleeps on with all answered
  *   SEEN       the avail index it had consumed when it went to sleep
  *   INFLIGHT   requests popped and not yet answered
  *   PEAK       the most requests that were with the I/O threads at once
- *   POSTED     messages the queue thread has posted
- *   CLOSED     1 once the queue thread has stopped its I/O threads
- *   UP         1 once the queue thread has set up (it takes sessions then)
  *   IO_UP      I/O threads that have started serving
  *
  * IDLE and SEEN let the main thread tell, without a word to the thread,
  * whether everything the driver posted has been answered: the thread
  * stores SEEN, then IDLE, just before it sleeps with the ring empty, and
  * clears IDLE when it wakes. A request posted since moves the avail index
- * past SEEN. POSTED is bumped before IDLE is stored, so a reader that
- * checks it last has every message the thread sent before it slept. :*/
+ * past SEEN. :*/
 
-/** Control word indices. */
+/** The disk's control words, after the common ones. */
 export const QCTL = {
-  WORDS: 10,
-  REQ: 0,
-  RING_BUSY: 1,
-  IDLE: 2,
-  SEEN: 3,
-  INFLIGHT: 4,
-  PEAK: 5,
-  POSTED: 6,
-  CLOSED: 7,
-  UP: 8,
-  IO_UP: 9,
+  SEEN: THREAD_WORDS,
+  INFLIGHT: THREAD_WORDS + 1,
+  PEAK: THREAD_WORDS + 2,
+  IO_UP: THREAD_WORDS + 3,
+  WORDS: THREAD_WORDS + 4,
 } as const;
 
 /** The first message to the queue thread: the disk and how to serve it. */
 export interface QueueInit {
   /** Message kind. */
   kind: "init";
-  /** The control words (QCTL.WORDS int32s). */
+  /** The control words (THREAD_CTL, then QCTL; QCTL.WORDS int32s). */
   ctl: SharedArrayBuffer;
   /** The disk file. */
   fd: number;
@@ -173,13 +162,3 @@ export interface SessionStart {
 
 /** Messages to the queue thread. */
 export type QueueCommand = QueueInit | SessionStart | { kind: "close" };
-
-/** Messages from the queue thread: a --verbose line, or a rule the guest broke. */
-export interface QueueReport {
-  /** log: ctx.log; fail: ctx.fail. */
-  kind: "log" | "fail";
-  /** The session it happened in. */
-  session: number;
-  /** The line or the reason. */
-  text: string;
-}

@@ -23,15 +23,12 @@
  * session with a message to the main thread, which fails the device; it
  * never kills this thread. :*/
 
-import { drainEventfd } from "../../sys/calls.ts";
-import { lastErrno, libc } from "../../sys/libc.ts";
-import { Errno, errnoName } from "../../sys/errno.ts";
+import { drainEventfd, POLL } from "../../sys/calls.ts";
 import { BlockIo } from "./io_threads.ts";
 import type { DiskShape } from "./request.ts";
-import { QCTL, type QueueCommand, type QueueInit, type QueueReport, type SessionStart } from "./protocol.ts";
-import { type DiskThread, Session, Withdrawn } from "./session.ts";
-
-const POLLIN = 1;
+import { QCTL, type QueueCommand, type QueueInit, type SessionStart } from "./protocol.ts";
+import { type DiskThread, Session } from "./session.ts";
+import { pollReady, postReport, THREAD_CTL, type ThreadReport, Withdrawn } from "../thread/window.ts";
 
 class QueueServer implements DiskThread {
   readonly init: QueueInit;
@@ -54,13 +51,11 @@ class QueueServer implements DiskThread {
         up: { buffer: init.ctl, index: QCTL.IO_UP },
       })
       : undefined;
-    Atomics.store(this.ctl, QCTL.UP, 1);
+    Atomics.store(this.ctl, THREAD_CTL.UP, 1);
   }
 
-  post(kind: QueueReport["kind"], text: string): void {
-    Atomics.add(this.ctl, QCTL.POSTED, 1);
-    const report: QueueReport = { kind, session: this.#session, text };
-    port.postMessage(report);
+  post(kind: ThreadReport["kind"], text: string): void {
+    postReport(this.ctl, (r) => port.postMessage(r), { kind, session: this.#session, text });
   }
 
   /**
@@ -68,14 +63,14 @@ class QueueServer implements DiskThread {
    * before we got to it is skipped without a trace: by now the main thread may have activated the next one.
    */
   run(start: SessionStart): void {
-    if (Atomics.load(this.ctl, QCTL.REQ) !== start.session) return;
+    if (Atomics.load(this.ctl, THREAD_CTL.REQ) !== start.session) return;
     this.#session = start.session;
     const s = new Session(this, start);
     try {
       for (;;) {
         if (s.turn()) continue;
         this.#sleep(s);
-        Atomics.store(this.ctl, QCTL.IDLE, 0);
+        Atomics.store(this.ctl, THREAD_CTL.IDLE, 0);
       }
     } catch (e) {
       if (!(e instanceof Withdrawn)) this.post("fail", e instanceof Error ? e.message : String(e));
@@ -93,11 +88,8 @@ class QueueServer implements DiskThread {
     pfd[0] = s.doorbell;
     pfd[2] = this.init.stopFd;
     pfd[4] = this.io?.doneFd ?? -1;
-    pfd[1] = pfd[3] = pfd[5] = POLLIN;
-    while (libc.poll(Deno.UnsafePointer.of(pfd), 3n, -1) < 0) {
-      const e = lastErrno();
-      if (e !== Errno.EINTR) throw new Error(`${this.init.name}: poll failed: ${errnoName(e)}`);
-    }
+    pfd[1] = pfd[3] = pfd[5] = POLL.IN;
+    pollReady(pfd, 3, this.init.name);
     if (pfd[1]! >>> 16) s.rang = true;
     if (pfd[3]! >>> 16) drainEventfd(this.init.stopFd);
   }
@@ -105,15 +97,15 @@ class QueueServer implements DiskThread {
   /** Stops the I/O threads; after this the thread touches nothing. */
   close(): void {
     this.io?.close();
-    Atomics.store(this.ctl, QCTL.CLOSED, 1);
-    Atomics.notify(this.ctl, QCTL.CLOSED);
+    Atomics.store(this.ctl, THREAD_CTL.CLOSED, 1);
+    Atomics.notify(this.ctl, THREAD_CTL.CLOSED);
   }
 }
 
 /** The Worker global, typed narrowly (this file is checked with the Window lib). */
 const port = self as unknown as {
   onmessage: ((ev: MessageEvent<QueueCommand>) => void) | null;
-  postMessage(message: QueueReport): void;
+  postMessage(message: ThreadReport): void;
   close(): void;
 };
 

@@ -29,7 +29,8 @@ import { DEFAULT_BUDGET, drainQueue } from "../drain.ts";
 import { type BlockIo, IO_OP } from "./io_threads.ts";
 import { type DiskShape, parseRequest, VIRTIO_BLK_S } from "./request.ts";
 import { flush, pointerTo, transfer } from "./transfer.ts";
-import { QCTL, type QueueInit, type QueueReport, type SessionStart } from "./protocol.ts";
+import { QCTL, type QueueInit, type SessionStart } from "./protocol.ts";
+import { RingWindow, THREAD_CTL, type ThreadReport } from "../thread/window.ts";
 
 /** What the queue thread lends each session. */
 export interface DiskThread {
@@ -42,11 +43,8 @@ export interface DiskThread {
   /** The I/O threads, if any. */
   readonly io: BlockIo | undefined;
   /** Posts a line or a failure to the main thread. */
-  post(kind: QueueReport["kind"], text: string): void;
+  post(kind: ThreadReport["kind"], text: string): void;
 }
-
-/** Thrown when the ring window finds the session withdrawn: the session ends without another touch. */
-export class Withdrawn extends Error {}
 
 /** What a request must do when its I/O is done. */
 interface Pending {
@@ -79,6 +77,7 @@ export class Session {
   readonly #iov: IoVecs;
   readonly #iovPtr: Deno.PointerObject;
   readonly #pending: Array<Pending | undefined>;
+  readonly #window: RingWindow;
   /** Requests answered in the current turn. */
   #answered = 0;
 
@@ -94,6 +93,7 @@ export class Session {
     this.#iov = new IoVecs(disk.init.segMax);
     this.#iovPtr = pointerTo(this.#iov.raw);
     this.#pending = new Array(disk.init.slots);
+    this.#window = new RingWindow(disk.ctl, start.session);
   }
 
   /*V:346 Reset never waits for the disk. The main thread withdraws the
@@ -115,15 +115,11 @@ export class Session {
    * and the thread takes its next message (a new activation) only then, so
    * two sessions never share an I/O slot. :*/
   #enter(): void {
-    Atomics.store(this.#ctl, QCTL.RING_BUSY, 1);
-    if (Atomics.load(this.#ctl, QCTL.REQ) !== this.#start.session) {
-      Atomics.store(this.#ctl, QCTL.RING_BUSY, 0);
-      throw new Withdrawn();
-    }
+    this.#window.enter();
   }
 
   #leave(): void {
-    Atomics.store(this.#ctl, QCTL.RING_BUSY, 0);
+    this.#window.leave();
   }
 
   /**
@@ -151,7 +147,7 @@ export class Session {
       if (this.#answered > 0 && this.#spin()) return true;
       if (inFlight === 0) {
         Atomics.store(ctl, QCTL.SEEN, vq.lastAvailIdx);
-        Atomics.store(ctl, QCTL.IDLE, this.#start.session);
+        Atomics.store(ctl, THREAD_CTL.IDLE, this.#start.session);
       }
       return false;
     } finally {
@@ -175,7 +171,7 @@ export class Session {
     for (let i = 0;; i++) {
       if (vq.hasAvailable()) return true;
       if ((i & 63) === 63) {
-        if (Atomics.load(this.#ctl, QCTL.REQ) !== this.#start.session) return true;
+        if (!this.#window.wanted) return true;
         if (performance.now() > until) return vq.enableNotifications(true);
       }
     }
@@ -292,6 +288,6 @@ export class Session {
     this.#disk.io?.cancelAll();
     this.#pending.fill(undefined);
     Atomics.store(this.#ctl, QCTL.INFLIGHT, 0);
-    Atomics.store(this.#ctl, QCTL.IDLE, 0);
+    Atomics.store(this.#ctl, THREAD_CTL.IDLE, 0);
   }
 }

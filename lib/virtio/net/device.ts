@@ -1,9 +1,9 @@
 /*V:415 The network card itself: two queues (receive, then transmit), a
  * MAC address and a link status in its configuration space, and a tap
  * behind it. Between them sit the receive engine (rx.ts) and the
- * transmit engine (tx.ts); this file negotiates, wires them to the
- * event loop (each queue a LoopQueue, V:151, watching its doorbell), and
- * decides when to listen to the tap at all.
+ * transmit engine (tx.ts), run on the card's data-path thread (V:466);
+ * this file negotiates, switches the tap's offloads, and hands the queues
+ * to that thread and takes them back.
  *
  * The features we offer are the ones that make bulk TCP cheap. CSUM and
  * HOST_TSO4/6 let the guest hand us unchecksummed 64 KiB segments, which
@@ -13,25 +13,22 @@
  * instead of 64 KiB ones. A driver may accept any subset, so long as it
  * keeps the spec's dependencies (no TSO without the matching checksum). :*/
 
-import { EPOLL } from "../../sys/epoll.ts";
-import { getrandom } from "../../sys/calls.ts";
+import { getrandom, POLL, pollOne } from "../../sys/calls.ts";
 import { NetdevControl, notPermitted, Tap } from "../../sys/tap.ts";
 import { SysError } from "../../sys/errno.ts";
 import { bit, type DeviceContext, type QueueSession, VIRTIO_ID, type VirtioDevice } from "../device.ts";
-import { type DrainEnd, LoopQueue } from "../drain.ts";
+import { QueueThread } from "../thread/host.ts";
+import { NCTL, type NetCommand } from "./data_protocol.ts";
 import {
   formatMac,
   missingDependency,
   NET_HDR_SIZE,
-  netFeatures,
   type PacketPort,
   tapOffloads,
   VIRTIO_NET_CONFIG,
   VIRTIO_NET_F,
   VIRTIO_NET_S_LINK_UP,
 } from "./hdr.ts";
-import { NetRx } from "./rx.ts";
-import { NetTx } from "./tx.ts";
 import { parseNetSpec, parseTunnetSpec } from "./spec.ts";
 import { PasstPort } from "./passt.ts";
 
@@ -86,7 +83,7 @@ export function randomMac(): Uint8Array {
   return mac;
 }
 
-/** virtio-net backed by a tap device (or any {@link PacketPort}). */
+/** virtio-net backed by a tap device (or any {@link PacketPort}), its queues served on a thread of its own. */
 export class NetDevice implements VirtioDevice {
   /** For messages. */
   readonly name: string;
@@ -99,15 +96,13 @@ export class NetDevice implements VirtioDevice {
   /** struct virtio_net_config: mac, then status (link up). */
   readonly config: Uint8Array = new Uint8Array(VIRTIO_NET_CONFIG.size);
   readonly #port: PacketPort;
+  readonly #thread: QueueThread<NetCommand>;
   #ctx: DeviceContext | undefined;
-  #rxq: LoopQueue | undefined;
-  #txq: LoopQueue | undefined;
-  #rx: NetRx | undefined;
-  #tx: NetTx | undefined;
-  #watched = 0;
+  #queues: ReadonlyArray<QueueSession | undefined> = [];
+  #closed = false;
 
   /**
-   * A device on `port`, which it owns from now on (close() closes it).
+   * A device on `port`, which it owns from now on (close() closes it), and its data-path thread.
    * @param port where frames go and come from (a {@link Tap} in the launcher)
    * @param options MAC address and name
    */
@@ -117,8 +112,29 @@ export class NetDevice implements VirtioDevice {
     this.name = options.name ?? "virtio-net";
     const mac = options.mac ?? randomMac();
     if (mac.length !== 6) throw new RangeError(`a MAC address has 6 bytes, not ${mac.length}`);
+    if (port.framing !== "packet" && port.framing !== "stream") {
+      throw new RangeError(`a port's framing is "packet" or "stream", not ${JSON.stringify(port.framing)}`);
+    }
     this.config.set(mac, VIRTIO_NET_CONFIG.fields.mac.offset);
     new DataView(this.config.buffer).setUint16(VIRTIO_NET_CONFIG.fields.status.offset, VIRTIO_NET_S_LINK_UP, true);
+    this.#thread = new QueueThread(
+      new URL("./data_path.worker.ts", import.meta.url),
+      `${this.name} data path`,
+      NCTL.WORDS,
+      {
+        report: (r) => r.kind === "log" ? this.#ctx?.log(r.text) : this.#fail(r.text),
+        broken: (reason) => this.#fail(reason),
+      },
+    );
+    this.#thread.post({
+      kind: "init",
+      ctl: this.#thread.ctl.buffer,
+      fd: port.fd,
+      framing: port.framing,
+      peer: port.peer,
+      stopFd: this.#thread.stopFd,
+      name: this.name,
+    });
   }
 
   /** The guest's MAC address, as in the config space. */
@@ -128,12 +144,47 @@ export class NetDevice implements VirtioDevice {
 
   /** Frames sent and dropped on the transmit queue since activation. */
   get txTotals(): { sent: number; dropped: number } {
-    return { ...(this.#tx?.totals ?? { sent: 0, dropped: 0 }) };
+    const c = this.#thread.ctl;
+    return { sent: Atomics.load(c, NCTL.TX_SENT), dropped: Atomics.load(c, NCTL.TX_DROPPED) };
   }
 
   /** Frames read from the tap, delivered to the guest and dropped since activation. */
   get rxTotals(): { read: number; delivered: number; dropped: number } {
-    return { ...(this.#rx?.totals ?? { read: 0, delivered: 0, dropped: 0 }) };
+    const c = this.#thread.ctl;
+    return {
+      read: Atomics.load(c, NCTL.RX_READ),
+      delivered: Atomics.load(c, NCTL.RX_DELIVERED),
+      dropped: Atomics.load(c, NCTL.RX_DROPPED),
+    };
+  }
+
+  /**
+   * True until the data-path thread has answered everything: no doorbell waits, it sleeps on this session
+   * with the transmit ring consumed, no frame waits on the port while it has receive buffers, and every
+   * message it sent has arrived. Reads the rings and polls the fds: for tests and benches, not the data path.
+   */
+  get busy(): boolean {
+    const t = this.#thread;
+    if (t.busy) return true;
+    const ctx = this.#ctx;
+    if (ctx === undefined || t.session === 0) return false;
+    const [rx, tx] = this.#queues;
+    if ([rx, tx].some((q) => q !== undefined && pollOne(q.doorbell, POLL.IN, 0) !== 0)) return true;
+    const c = t.ctl;
+    if (Atomics.load(c, NCTL.TX_WAITING) === 1) {
+      if (pollOne(this.#port.fd, POLL.OUT, 0) !== 0) return true;
+    } else if (tx !== undefined && Atomics.load(c, NCTL.TX_SEEN) !== ctx.memory.readU16(Number(tx.layout.avail) + 2)) {
+      return true;
+    }
+    return this.listening && pollOne(this.#port.fd, POLL.IN, 0) !== 0;
+  }
+
+  /**
+   * True if the data-path thread last went to sleep watching the port for frames: it had receive buffers.
+   * False while the guest has posted none (frames then wait in the kernel, V:411) or the port is broken.
+   */
+  get listening(): boolean {
+    return Atomics.load(this.#thread.ctl, NCTL.RX_WAITING) === 1;
   }
 
   /** Refuses feature sets the spec forbids (e.g. GUEST_TSO4 without GUEST_CSUM). */
@@ -141,120 +192,47 @@ export class NetDevice implements VirtioDevice {
     return missingDependency(features) === undefined;
   }
 
-  /** Switches the tap's offloads to what the driver accepted, watches both doorbells and starts both engines. */
+  /** Switches the tap's offloads to what the driver accepted and hands both queues to the data-path thread. */
   activate(ctx: DeviceContext, queues: ReadonlyArray<QueueSession | undefined>): void {
+    if (this.#closed) throw new Error(`${this.name} is closed`);
     this.reset();
     const missing = missingDependency(ctx.features);
     if (missing !== undefined) throw new Error(`the driver accepted ${missing}`);
-    this.#ctx = ctx;
     this.#port.setOffload(tapOffloads(ctx.features));
-    const [rx, tx] = queues;
-    const log = (line: string) => ctx.log(line);
-    if (rx !== undefined) {
-      this.#rxq = new LoopQueue(ctx, rx, () => this.#doorbellRx());
-      this.#rx = new NetRx(ctx.memory, this.#rxq.vq, this.#port, netFeatures(ctx.features), log);
-    }
-    if (tx !== undefined) {
-      this.#txq = new LoopQueue(ctx, tx, (q) => this.#transmitTurn(q));
-      this.#tx = new NetTx(ctx.memory, this.#txq.vq, this.#port, log);
-    }
+    this.#ctx = ctx;
+    this.#queues = queues;
+    const session = this.#thread.begin();
+    for (let w = NCTL.TX_SEEN; w < NCTL.WORDS; w++) Atomics.store(this.#thread.ctl, w, 0);
+    this.#thread.post({
+      kind: "start",
+      session,
+      hostAddress: ctx.memory.hostAddress,
+      memSize: ctx.memory.size,
+      features: ctx.features,
+      rx: queues[0],
+      tx: queues[1],
+    });
     ctx.log(`offloads 0x${tapOffloads(ctx.features).toString(16)}, MAC ${formatMac(this.mac)}`);
-    this.#receive();
-    this.#txq?.run();
   }
 
-  /*V:417 Listening to the tap. We watch its fd for input only while the
-   * guest has somewhere to put a frame: once the receive engine says it is
-   * starved, the fd leaves the epoll set, frames wait in the kernel's
-   * queue, and the guest's next doorbell on the receive queue (its eventfd,
-   * watched by the receive LoopQueue) puts it back: the original's
-   * enable_fd. While the engine has buffers it asked for no doorbell, and
-   * one that rings anyway changes nothing: the tap says when to look. We
-   * watch for output only while the port pushes back on a transmit; a
-   * transmit doorbell meanwhile waits for EPOLLOUT too. So an idle guest
-   * with no buffers costs the host nothing, and a guest flooding us cannot
-   * make us spin. Each path gives its buffers back with one interrupt() per
-   * turn, and the transmit path comes back on a zero timer after a spent
-   * budget (V:414). :*/
-
-  /** A receive-queue turn: new buffers, which matter only if the engine was starved. */
-  #doorbellRx(): void {
-    const rx = this.#rx;
-    if (rx === undefined || !rx.starved) return;
-    rx.starved = false;
-    this.#receive();
+  #fail(reason: string): void {
+    this.#thread.failSession(this.#ctx, reason, () => this.reset());
   }
 
-  #receive(): void {
-    const rx = this.#rx;
-    if (rx !== undefined && !rx.starved && !rx.broken && rx.receive() > 0) this.#rxq?.interrupt();
-    this.#watch();
-  }
-
-  /** A transmit-queue turn (a doorbell, the first, one after a spent budget, or the port has room again). */
-  #transmitTurn(q: LoopQueue): DrainEnd | void {
-    const tx = this.#tx;
-    if (tx === undefined || tx.blocked) return;
-    const { used, end } = tx.transmit();
-    if (used > 0) q.interrupt();
-    this.#watch();
-    return end;
-  }
-
-  /** Brings the epoll registration of the port in line with what the engines need. */
-  #watch(): void {
-    const ctx = this.#ctx;
-    if (ctx === undefined) return;
-    const rx = this.#rx;
-    const out = this.#tx?.blocked || this.#port.outputPending === true;
-    const want = (rx !== undefined && !rx.starved && !rx.broken ? EPOLL.IN : 0) | (out ? EPOLL.OUT : 0);
-    if (want === this.#watched) return;
-    if (want === 0) ctx.loop.remove(this.#port.fd);
-    else if (this.#watched === 0) ctx.loop.add(this.#port.fd, want, (events) => this.#ready(events));
-    else ctx.loop.modify(this.#port.fd, want);
-    this.#watched = want;
-  }
-
-  /** The tap is ready: room for the frame that waits, or frames (or an error) to read. */
-  #ready(events: number): void {
-    if (events & EPOLL.OUT) {
-      // A stream port first writes the rest of a frame it accepted (V:463).
-      this.#port.flush?.();
-      if (this.#tx !== undefined) {
-        this.#tx.blocked = false;
-        this.#txq?.run();
-      }
-      this.#watch();
-    }
-    if (!(events & (EPOLL.IN | EPOLL.ERR | EPOLL.HUP))) return;
-    const ctx = this.#ctx;
-    if (ctx === undefined) return;
-    try {
-      this.#receive();
-    } catch (e) {
-      // As from a doorbell (LoopQueue.run): a broken rule fails the device, not the loop.
-      ctx.fail(e instanceof Error ? e.message : String(e));
-    }
-  }
-
-  /** Stops both engines and both doorbells, stops watching the tap, and takes its offloads back. */
+  /** Takes both queues back from the data-path thread (V:346) and the tap's offloads with them. */
   reset(): void {
-    this.#rxq?.close();
-    this.#txq?.close();
-    if (this.#watched !== 0) this.#ctx?.loop.remove(this.#port.fd);
-    this.#watched = 0;
-    if (this.#ctx !== undefined) this.#port.setOffload(0);
+    const ctx = this.#ctx;
     this.#ctx = undefined;
-    this.#rxq = undefined;
-    this.#txq = undefined;
-    this.#rx = undefined;
-    this.#tx = undefined;
+    this.#queues = [];
+    this.#thread.withdraw();
+    if (ctx !== undefined) this.#port.setOffload(0);
   }
 
-  /** Closes the tap (which deletes the interface). Safe twice. */
+  /** Ends the data-path thread, then closes the tap (which deletes the interface). Safe twice. */
   close(): void {
-    this.reset();
-    this.#port.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#thread.shutDown({ kind: "close" }, () => this.reset(), () => this.#port.close());
   }
 
   /*V:418 Opening the wire, from --tunnet. A new tap always; then either an

@@ -70,6 +70,14 @@ export interface PacketPort {
   /** A pollable fd: readable when a frame waits, writable when one can be sent. */
   readonly fd: number;
   /**
+   * How frames cross `fd`, so that the card's data-path thread can speak it itself (V:466): "packet", one
+   * frame per read or write with the header first (a tap, a datagram socket); "stream", QEMU's 4-byte
+   * length framing with no header (passt, V:463).
+   */
+  readonly framing: "packet" | "stream";
+  /** Names the peer of a "stream" port in its warnings. */
+  readonly peer?: string;
+  /**
    * False for a port that carries plain Ethernet frames and cannot take a checksum or segmentation
    * request (the device then offers no offloads); absent or true for a tap-like port.
    */

@@ -31,7 +31,7 @@ export const RX_SMALL: number = NET_HDR_SIZE + 1514;
 export const RX_BIG: number = NET_HDR_SIZE + 65550;
 /** Host room after the guest's buffers, so a read never truncates silently (see V:412). */
 const SCRATCH = 72 * 1024;
-/** Frames moved per call before the event loop gets a turn (see V:411). */
+/** Frames moved per call before the other direction and the stop signal get a look (see V:411). */
 const RX_BUDGET = 64;
 
 /** A frame read but not yet placed: the guest had too few buffers for all of it. */
@@ -50,6 +50,8 @@ export class NetRx {
   starved = false;
   /** True once the port failed or closed: nothing more is read. */
   broken = false;
+  /** True when the last receive() stopped at its budget: the port may hold more. */
+  budgetSpent = false;
   /** Frames read from the port, given to the guest, and dropped, since creation. */
   readonly totals: { read: number; delivered: number; dropped: number } = { read: 0, delivered: 0, dropped: 0 };
   readonly #mem: GuestMemory;
@@ -96,7 +98,8 @@ export class NetRx {
    */
   receive(budget = RX_BUDGET): number {
     let delivered = 0;
-    for (let i = 0; i < budget && !this.broken; i++) {
+    let i = 0;
+    for (; i < budget && !this.broken; i++) {
       let r: "delivered" | "dropped" | "pending" | "starved";
       if (this.#pending !== undefined) {
         r = this.#finishPending();
@@ -111,6 +114,7 @@ export class NetRx {
       if (r === "delivered") delivered++;
       if (r === "delivered" || r === "dropped") this.totals[r]++;
     }
+    this.budgetSpent = i >= budget;
     return delivered;
   }
 
@@ -126,8 +130,9 @@ export class NetRx {
    * tells us when to look next.
    *
    * Two budgets bound the work. One call of receive() moves at most
-   * RX_BUDGET frames, then the event loop gets its turn (the tap is still
-   * readable, so epoll brings us back after the others). And each drain of
+   * RX_BUDGET frames, then the transmit side and a withdrawal get their
+   * look (budgetSpent says the tap may hold more, so the data-path thread
+   * comes straight back, V:468). And each drain of
    * the ring takes one chain, since only the frame (or the room still
    * missing) says whether we need the next; the stash never holds more than
    * a ring's worth, whatever the driver posts. :*/

@@ -46,10 +46,13 @@ function hostView(base: bigint, len: number): Uint8Array {
 export class StreamPort implements PacketPort {
   /** Plain Ethernet: the device offers no offloads. */
   readonly offloads = false;
+  /** The 4-byte length framing. */
+  readonly framing = "stream";
+  /** Names the peer in warnings. */
+  readonly peer: string;
   readonly #decoder = new StreamDecoder();
   readonly #out = new Uint8Array(STREAM_LEN_SIZE + STREAM_MAX_FRAME);
   readonly #warn: (line: string) => void;
-  readonly #peer: string;
   #outAt = 0;
   #outEnd = 0;
   #writeError: SysError | undefined;
@@ -64,7 +67,7 @@ export class StreamPort implements PacketPort {
   constructor(fd: number, options: StreamPortOptions = {}) {
     this.#fd = fd;
     this.#warn = options.warn ?? ((line) => console.error(`lguest: ${line}`));
-    this.#peer = options.peer ?? "the network backend";
+    this.peer = options.peer ?? "the network backend";
   }
 
   /** The socket (-1 once closed). */
@@ -100,10 +103,10 @@ export class StreamPort implements PacketPort {
         case "drop":
           continue;
         case "end":
-          this.#once(`${this.#peer} closed the connection; the network card receives nothing more`);
+          this.#once(`${this.peer} closed the connection; the network card receives nothing more`);
           return 0;
         case "error":
-          this.#once(`${this.#peer}: ${e.message}; the network card receives nothing more`);
+          this.#once(`${this.peer}: ${e.message}; the network card receives nothing more`);
           return 0;
       }
     }

@@ -30,7 +30,7 @@ const MAX_IOV = 1024;
 export const TX_MIN_FRAME: number = 14;
 /** The longest: a 65535-byte IP packet (the largest MTU) behind a VLAN-tagged Ethernet header. */
 export const TX_MAX_FRAME: number = 65535 + 18;
-/** Frames sent per turn before the event loop gets one (see V:414). */
+/** Frames sent per turn before the receive side and the stop signal get a look (see V:414). */
 export const TX_BUDGET: number = 256;
 
 /** What became of the frames one {@link NetTx.transmit} call took. */
@@ -76,7 +76,8 @@ export class NetTx {
    * the chain, it goes back on the queue untouched, and the caller waits for
    * the port to drain. What bounds a turn is TX_BUDGET frames: a guest that
    * posts faster than we send cannot keep us here for ever, and after a
-   * spent budget the caller's LoopQueue comes back on a zero timer. :*/
+   * spent budget the data-path thread takes another turn at once, after a
+   * look at the other direction and at whether it should stop (V:468). :*/
 
   /**
    * Sends posted frames until the queue is empty, the port blocks ("declined"), or the budget is spent.

@@ -130,13 +130,16 @@ Deno.test({
                 if (it.len >= 14) frame.set([it.ethertype >> 8, it.ethertype & 0xff], 12);
                 let bytes = withHeader(frame, it.header ?? undefined);
                 if (it.broken === "short") bytes = bytes.subarray(0, (it.seed >>> 0) % NET_HDR_SIZE);
+                // The device serves the ring from its own thread as soon as a chain is published, so a
+                // chain is broken before it is published, as a hostile driver would have it.
                 const head = tx.add(pieces(bytes, it.cuts, it.empty), it.broken === "writable" ? [8] : [], {
                   indirect: it.indirect && it.broken !== "out-of-ram",
+                  publish: false,
                 });
                 if (it.broken === "out-of-ram") {
                   tx.writeDesc(head, { ...tx.readDesc(head), addr: mem.size - 4, len: 64 });
                 }
-                if (it.broken === "bad-head") tx.setAvailRing(tx.availIdx - 1, size + (it.seed & 0xff));
+                tx.publish(it.broken === "bad-head" ? size + (it.seed & 0xff) : head);
                 const before = dev.txTotals;
                 const logs = b.logs.length;
                 await b.kick(1);

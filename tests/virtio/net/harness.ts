@@ -132,9 +132,16 @@ export class NetBench {
     await this.settle();
   }
 
-  /** Waits until the loop has served every doorbell rung so far (while the device is live to watch them). */
+  /**
+   * Waits until every doorbell rung so far was served (while the device is live to watch them) and, for a
+   * device with a thread of its own (`busy`), until that thread has answered everything and its messages
+   * have arrived.
+   */
   settle(): Promise<void> {
-    return this.live.settle(() => this.#active && this.doorbells.some((fd) => pollOne(fd, POLL.IN, 0) !== 0));
+    const busy = () => (this.#device as { busy?: boolean } | undefined)?.busy === true;
+    return this.live.settle(() =>
+      this.#active && (this.doorbells.some((fd) => pollOne(fd, POLL.IN, 0) !== 0) || busy())
+    );
   }
 
   /** Waits (with the loop running, bounded) until `done()` holds. */

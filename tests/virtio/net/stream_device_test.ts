@@ -58,6 +58,7 @@ Deno.test("stream device: no offloads on a stream port, all of them on a tap-lik
   const plain = new NetDevice(new StreamPort(a));
   const tapLike: PacketPort = {
     fd: b,
+    framing: "packet",
     readv: (_: IoVecs) => -1,
     writev: (_: IoVecs) => -1,
     setOffload: () => {},
