@@ -282,10 +282,23 @@ export class GuestMemory {
     this.view.setBigUint64(this.offset(gpa, 8), value, true);
   }
 
-  /** Unmaps guest memory (if owned). Later accesses are refused. Safe twice. */
+  /*L:112 A view of guest RAM (bytes, view, slice()) is an ArrayBuffer over
+   * the mapping itself, and one kept past munmap reads unmapped memory: the
+   * whole process dies of SIGSEGV, in the middle of whatever it was doing
+   * (a test comparing a slice after close() took a test runner down with
+   * it). So close() first detaches the buffer (ArrayBuffer.transfer(0):
+   * no copy, whatever the size), and every view made from it, on this
+   * thread, reads as empty from then on: a use after close is an ordinary
+   * JavaScript error or a failed comparison, never a fault. Views that other
+   * threads made of the same mapping are not ours to detach; the close order
+   * (vCPUs and device threads end first, L:105) keeps them from outliving
+   * it. :*/
+
+  /** Detaches every view this object handed out (L:112), then unmaps guest memory (if owned). Safe twice. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.bytes.buffer.transfer(0);
     this.#unmap?.();
   }
 }

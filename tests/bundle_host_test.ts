@@ -65,7 +65,10 @@ async function spawnedWorkers(): Promise<{ viaWorkerUrl: string[]; bypass: strin
       else if (e.name.endsWith(".ts")) {
         const text = await Deno.readTextFile(path);
         const rel = path.slice(ROOT.length);
-        for (const m of text.matchAll(/workerUrl\(new URL\("\.\/([^"]+)", import\.meta\.url\)\)/g)) {
+        // A Worker's source is named *.worker.ts and handed over as new URL("./x.worker.ts", import.meta.url),
+        // to workerUrl directly or to QueueThread, which passes it to workerUrl.
+        const code = text.split("\n").filter((l) => !/^\s*(\*|\/\/|\/\*)/.test(l)).join("\n");
+        for (const m of code.matchAll(/new URL\("\.\/([^"]+\.worker\.ts)", import\.meta\.url\)/g)) {
           viaWorkerUrl.push(`${rel.slice(0, rel.lastIndexOf("/") + 1)}${m[1]}`);
         }
         for (const m of text.matchAll(/new Worker\((?!workerUrl\()/g)) bypass.push(`${rel} at ${m.index}`);
@@ -87,6 +90,7 @@ Deno.test("deno task bundle: one file per isolate that runs with nothing but den
       assert.equal(launcher, `${dist}/lguest`);
       assert.ok(((await Deno.stat(launcher)).mode ?? 0) & 0o100, "dist/lguest is executable");
       assert.deepEqual([...files].sort(), [
+        "data_path.worker.js",
         "io_thread.worker.js",
         "lguest.js",
         "queue_thread.worker.js",

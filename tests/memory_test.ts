@@ -343,3 +343,18 @@ Deno.test("memory: offset() of a non-integer number throws GuestMemoryError with
     }
   });
 });
+
+Deno.test("memory: a view kept past close() reads as empty; a use after close is an error, never a fault", () => {
+  const mem = GuestMemory.create(1 << 20);
+  const kept = mem.slice(0x1000, 16);
+  kept.fill(7);
+  const whole = mem.bytes;
+  mem.close();
+  // Without the detach in close(), reading `kept` here reads unmapped memory and the process dies of SIGSEGV.
+  assert.equal(kept.length, 0);
+  assert.equal(kept[0], undefined);
+  assert.equal(whole.length, 0);
+  assert.throws(() => mem.view.getUint8(0), TypeError);
+  assert.notDeepEqual(kept, new Uint8Array(16).fill(7), "a comparison after close fails instead");
+  mem.close();
+});
