@@ -150,7 +150,8 @@ export class NetSession {
    *   window says so)
    */
   #spin(): boolean {
-    const txq = this.#txq?.vq;
+    // A transmit ring the port holds back has chains on it for as long as the port is full: not news.
+    const txq = this.#tx?.blocked ? undefined : this.#txq?.vq;
     const rx = this.#rx;
     const starvedRx = rx !== undefined && rx.starved && !rx.broken ? this.#rxq?.vq : undefined;
     if (txq === undefined && starvedRx === undefined) return false;
