@@ -19,14 +19,17 @@ export const BENCH_PACKAGES = [
 ] as const;
 
 /**
- * Compiles `bench/<name>.c` (once per source change) and returns the binary.
+ * Compiles `bench/<name>.c` (once per change to it or to a header in bench/) and returns the binary.
  * @param root repository root, with a trailing slash
  * @param name the source's base name
  */
 export async function buildPeer(root: string, name: string): Promise<string> {
   const src = `${root}bench/${name}.c`;
   const flags = ["-O2", "-Wall", "-Werror", "-pthread"];
-  const dir = `${cacheRoot()}/bench-${await shortHash(flags.join(" ") + (await Deno.readTextFile(src)))}`;
+  // The headers next to the peers count too: a change to one rebuilds every peer.
+  const headers = [...Deno.readDirSync(`${root}bench`)].map((e) => e.name).filter((n) => n.endsWith(".h")).sort();
+  const texts = await Promise.all([src, ...headers.map((h) => `${root}bench/${h}`)].map((f) => Deno.readTextFile(f)));
+  const dir = `${cacheRoot()}/bench-${await shortHash(flags.join(" ") + texts.join("\0"))}`;
   return await gccCached(dir, name, [...flags, src]);
 }
 

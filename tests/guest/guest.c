@@ -65,59 +65,6 @@ void puthexbytes(const u8 *p, u32 n)
 	}
 }
 
-/* ---- the few libc pieces gcc may call on its own ---- */
-
-/* Eight bytes a store where it can: ring-0 code is emulated on PVM hosts,
- * so a byte loop over a page costs milliseconds. */
-void *memset(void *d, int c, u64 n)
-{
-	u8 *p = d;
-	if (((u64)p & 7) == 0) {
-		u64 v = 0x0101010101010101UL * (u8)c;
-		for (; n >= 8; n -= 8, p += 8)
-			*(u64 *)p = v;
-	}
-	while (n--)
-		*p++ = (u8)c;
-	return d;
-}
-
-void *memcpy(void *d, const void *s, u64 n)
-{
-	u8 *p = d;
-	const u8 *q = s;
-	while (n--)
-		*p++ = *q++;
-	return d;
-}
-
-int memcmp(const void *a, const void *b, u64 n)
-{
-	const u8 *p = a, *q = b;
-	for (; n; n--, p++, q++)
-		if (*p != *q)
-			return *p - *q;
-	return 0;
-}
-
-u64 strlen(const char *s)
-{
-	u64 n = 0;
-	while (s[n])
-		n++;
-	return n;
-}
-
-/* FNV-1a, 32-bit: cheap enough for an emulated CPU; the host tests compute
- * the same over what they expect the guest to have seen. */
-u32 fnv1a(const void *p, u64 n)
-{
-	u32 h = 2166136261u;
-	for (u64 i = 0; i < n; i++)
-		h = (h ^ ((const u8 *)p)[i]) * 16777619u;
-	return h;
-}
-
 /* ---- the command line ---- */
 
 const char *guest_cmdline;
@@ -360,68 +307,10 @@ static void echo_console(void)
 	}
 }
 
-/* ---- ring 3 benchmarks ---- */
-
-static u64 bench_count;
-
-/* bench.pio=N: N port writes from ring 3, one exit each, timed with the TSC;
- * the launcher handles each in its vCPU thread. */
-static void user_pio_bench(u64 n)
-{
-	u16 cs;
-	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
-	u64 t0 = rdtsc();
-	for (u64 i = 0; i < n; i++)
-		__asm__ volatile("outb %%al, $0x80" : : "a"((u8)i));
-	u64 cycles = rdtsc() - t0;
-	puts("BENCH-PIO: ");
-	putdec(n);
-	puts(" ");
-	putdec(cycles);
-	puts(" cpl ");
-	putdec(cs & 3);
-	puts("\nDONE\n");
-	user_exit();
-}
-
-/* The same loop in ring 0, where this host's KVM emulates each instruction:
- * bench.pio0=N. Exit costs differ by ring on PVM; both are worth knowing. */
-static void kernel_pio_bench(u64 n)
-{
-	u64 t0 = rdtsc();
-	for (u64 i = 0; i < n; i++)
-		__asm__ volatile("outb %%al, $0x80" : : "a"((u8)i));
-	u64 cycles = rdtsc() - t0;
-	puts("BENCH-PIO: ");
-	putdec(n);
-	puts(" ");
-	putdec(cycles);
-	puts(" cpl 0\n");
-}
-
 /* Masks an IOAPIC pin, for benchmarks that poll instead (bench_blk.c). */
 void ioapic_mask(u32 pin)
 {
 	ioapic_write(0x10 + 2 * pin, 0x10000);
-}
-
-static void run_benchmarks(void)
-{
-	u32 len;
-	const char *b = cmdline_param("bench.blk", &len);
-	if (b)
-		blk_bench_start(parse_num(b, len));
-	const char *net = cmdline_param("bench.net", &len);
-	if (net)
-		net_bench_start(parse_num(net, len));
-	const char *k = cmdline_param("bench.pio0", &len);
-	if (k)
-		kernel_pio_bench(parse_num(k, len));
-	const char *n = cmdline_param("bench.pio", &len);
-	if (n) {
-		bench_count = parse_num(n, len);
-		run_user_noreturn(user_pio_bench, bench_count);
-	}
 }
 
 /* ---- virtio devices ---- */

@@ -24,6 +24,9 @@ void net_bench_start(u64 n);
 /* Masks IOAPIC pin `pin` (guest.c). */
 void ioapic_mask(u32 pin);
 
+/* Runs the benchmark the command line asks for, if any (bench_pio.c); a benchmark never returns. */
+void run_benchmarks(void);
+
 static inline u64 rdtsc(void)
 {
 	u32 lo, hi;
