@@ -170,12 +170,18 @@ export function pwrite(fd: number, buf: ArrayBufferView<ArrayBuffer>, offset: nu
  * much as the tap's writev it would be handed to (measured: 0.60 against
  * 0.34 µs per 64-byte frame), and a device reuses the same iovec array for
  * every frame and request. So the vectored calls look the array's pointer
- * up in a WeakMap, made on first use: a typed array's backing store stays
- * where it is once it has been handed out, and the entry goes with the
- * array. :*/
+ * up in a WeakMap, made on first use, and the entry goes with the array.
+ * Only for arrays over 64 bytes: V8 keeps smaller typed arrays inside its
+ * own heap, where a collection may move them, so their address is good for
+ * one call only; a larger array's backing store is allocated outside the
+ * heap and never moves. Every iovec array the devices use holds hundreds
+ * of entries. :*/
 const iovPointers = new WeakMap<BigUint64Array, Deno.PointerValue>();
+/** V8's V8_TYPED_ARRAY_MAX_SIZE_IN_HEAP: typed arrays up to this many bytes may live in the moving heap. */
+const MAX_ON_HEAP_BYTES = 64;
 
 function iovPointer(iov: BigUint64Array<ArrayBuffer>): Deno.PointerValue {
+  if (iov.byteLength <= MAX_ON_HEAP_BYTES) return Deno.UnsafePointer.of(iov);
   let p = iovPointers.get(iov);
   if (p === undefined) {
     p = Deno.UnsafePointer.of(iov);
