@@ -307,13 +307,40 @@ export const netBenchmark: Benchmark = {
             `spent waiting for the other; "deno" is the main thread, which takes no part in moving frames.`,
         );
       }
-      const rx = await threadCostPerOp((k) => receiveUnderPerf(ctx, ns, k), FRAMES.rx);
+      const rx = await threadCostPerOp(
+        (k) =>
+          withPeerUnderPerf(ctx, ns, [`bench.net=${k}`, "bench.net.size=1514", "bench.net.dir=1"], [
+            ...["inject", "tap0", String(k), "1514"],
+          ]),
+        FRAMES.rx,
+      );
       if (rx !== undefined) {
         analysis.push(
           `Profile of 1514-byte frames host → guest (the same, per frame net_host injected, the injector ` +
             `included): ${rx.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")}. On two cores the injector, the ` +
             `vCPU's polling loop and the data path share two CPUs, so a frame the data path has no time for ` +
             `waits in the tap's queue and, past its 1000 frames, is dropped by the kernel as a real link would.`,
+        );
+      }
+      for (const dir of ["tx", "rx"] as const) {
+        const tso = await threadCostPerOp(
+          (k) =>
+            withPeerUnderPerf(ctx, ns, [
+              `bench.net=${k}`,
+              "bench.net.tso=1",
+              ...(dir === "rx" ? ["bench.net.dir=1"] : []),
+            ], [
+              ...(dir === "tx" ? ["tso-sink", "tap0"] : ["tso-inject", "tap0"]),
+              String(k),
+            ]),
+          TSO_SEGMENTS,
+        );
+        if (tso === undefined) continue;
+        analysis.push(
+          `Profile of 64 KiB TSO segments ${dir === "tx" ? "guest → host" : "host → guest"} (the same, per ` +
+            `segment, net_host included): ${tso.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")}. Each segment is ` +
+            `one ${dir === "tx" ? "writev" : "readv"} of 64 KiB on the data-path thread, and the host kernel's ` +
+            `copy between the tap and guest memory runs inside that call, so it counts on that thread.`,
         );
       }
     } finally {
@@ -341,24 +368,17 @@ async function havePasst(): Promise<boolean> {
 }
 
 /**
- * One receive run as a single command, for perf to follow with its children: the guest under lguest, and
- * net_host injecting `frames` 1514-byte frames once the guest says it is ready.
+ * One guest run with its host peer as a single command, for perf to follow with its children: the guest under
+ * lguest with `guestArgs`, and net_host `peer` once the guest says it is ready.
  */
-function receiveUnderPerf(ctx: BenchContext, ns: string, frames: number): string[] {
-  const guest = lguestCommand(ctx, [
-    `--tunnet=${TAP_IP}`,
-    "128",
-    ctx.tools.guest,
-    `bench.net=${frames}`,
-    "bench.net.size=1514",
-    "bench.net.dir=1",
-  ]);
+function withPeerUnderPerf(ctx: BenchContext, ns: string, guestArgs: string[], peer: string[]): string[] {
+  const guest = lguestCommand(ctx, [`--tunnet=${TAP_IP}`, "128", ctx.tools.guest, ...guestArgs]);
   const q = (args: string[]) => args.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
   const script = [
     `out=$(mktemp)`,
     `ip netns exec ${q([ns])} ${q(guest)} > "$out" 2>/dev/null & guest=$!`,
     `i=0; until grep -q BENCH-NET-READY "$out" || [ $i -ge 6000 ]; do sleep 0.01; i=$((i+1)); done`,
-    `ip netns exec ${q([ns])} ${q([ctx.tools.netHost, "inject", "tap0", String(frames), "1514"])} > /dev/null`,
+    `ip netns exec ${q([ns])} ${q([ctx.tools.netHost, ...peer])} > /dev/null`,
     `wait $guest; rm -f "$out"`,
   ].join("\n");
   return ["sh", "-c", script];

@@ -45,7 +45,7 @@ Deno.test({
         clearTimeout(timer);
         const dec = new TextDecoder();
         return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr), timedOut };
-      }, (r) => r);
+      }, (r) => ({ ...r, console: r.stdout }));
       const context = `exit ${r.code}\n--- console (tail) ---\n${r.stdout.slice(-3000)}\n--- stderr (tail) ---\n${
         r.stderr.slice(-2000)
       }`;

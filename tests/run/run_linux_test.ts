@@ -57,7 +57,7 @@ Deno.test({
           ["run", "-A", "cli.ts", "run", "--no-acpi", "--verbose", ...APPEND, linux.bzImage, "--", command],
           180_000,
         ),
-      (r) => r,
+      (r) => ({ ...r, console: r.stdout }),
     );
     // The guest has one console: the command's stderr comes back on the same stream as its stdout.
     assert.equal(r.stdout, `${linux.version}\na  b\tc\nto-stderr\nno newline`, show(r));
@@ -75,7 +75,7 @@ Deno.test({
       linux.vmlinux,
       () =>
         spawn(["run", "-A", "examples/script_shell.ts", linux.bzImage, "--no-acpi", ...TEST_VM_GUEST_ARGS], 240_000),
-      (r) => ({ stderr: r.stderr, timedOut: /did not appear within/.test(r.stderr) }),
+      (r) => ({ stderr: r.stderr, timedOut: /did not appear within/.test(r.stderr), console: r.stdout + r.stderr }),
     );
     assert.equal(r.code, 0, show(r));
     assert.match(r.stdout, new RegExp(`^uname -r: ${linux.version.replaceAll(".", "\\.")}$`, "m"), show(r));
@@ -127,7 +127,7 @@ Deno.test({
       const status = await child.status;
       clearTimeout(timer);
       return { code: status.code, stdout, stderr: await errText, timedOut, endedAfterMs: Date.now() - signalledAt };
-    }, (r) => r);
+    }, (r) => ({ ...r, console: r.stdout + r.stderr }));
     assert.equal(r.stdout, "started\n", show(r));
     assert.equal(r.code, 130, show(r));
     assert.ok(r.endedAfterMs < 5000, `the runner took ${r.endedAfterMs} ms to end after SIGINT\n${show(r)}`);

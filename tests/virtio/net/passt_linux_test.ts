@@ -11,7 +11,7 @@
 
 import assert from "node:assert/strict";
 import { ensureDebianGuest } from "../../../scripts/debian/guest.ts";
-import { linuxUnreachable, TEST_VM_GUEST_ARGS } from "../../helpers/emulator_stall.ts";
+import { linuxUnreachable, pastEmulatorStalls, TEST_VM_GUEST_ARGS } from "../../helpers/emulator_stall.ts";
 import { bootLinux, explained } from "../../helpers/linux_boot.ts";
 import { netnsProblem } from "./netns.ts";
 import { allowPing, PASST_NET, passtIn, passtProblem, routableNetNs } from "./passt_rig.ts";
@@ -74,28 +74,31 @@ Deno.test({
         www,
       ], false).spawn();
       let forwarded: Promise<string> | undefined;
-      const b = await bootLinux({
-        kernel: guest.bzImage,
-        initrd: guest.initramfs,
-        memoryMib: 256,
-        options: [`--net=user,hostfwd=tcp:${HOST_PORT}-:80`],
-        cmdline: [
-          "console=ttyS0",
-          "nokaslr",
-          "lguest.dhcp=1",
-          `lguest.fetch=http://${GATEWAY}:${HTTP_PORT}/page.txt`,
-          "lguest.serve=80",
-          ...TEST_VM_GUEST_ARGS,
-        ],
-        netns: ns,
-        timeoutMs: 240_000,
-        enough: (out) => {
-          if (forwarded === undefined && out.includes("LGUEST-SERVING 80")) {
-            forwarded = fetchInNs(ns.name, `http://127.0.0.1:${HOST_PORT}/`, 60_000);
-          }
-          return false;
-        },
-      });
+      const b = await pastEmulatorStalls("--net=user", `${guest.root}/boot/System.map-${guest.release}`, () => {
+        forwarded = undefined;
+        return bootLinux({
+          kernel: guest.bzImage,
+          initrd: guest.initramfs,
+          memoryMib: 256,
+          options: [`--net=user,hostfwd=tcp:${HOST_PORT}-:80`],
+          cmdline: [
+            "console=ttyS0",
+            "nokaslr",
+            "lguest.dhcp=1",
+            `lguest.fetch=http://${GATEWAY}:${HTTP_PORT}/page.txt`,
+            "lguest.serve=80",
+            ...TEST_VM_GUEST_ARGS,
+          ],
+          netns: ns,
+          timeoutMs: 240_000,
+          enough: (out) => {
+            if (forwarded === undefined && out.includes("LGUEST-SERVING 80")) {
+              forwarded = fetchInNs(ns.name, `http://127.0.0.1:${HOST_PORT}/`, 60_000);
+            }
+            return false;
+          },
+        });
+      }, (b) => b);
       const answer = await (forwarded ?? Promise.resolve("the guest never served"));
       explained(b, () => {
         const want = `LGUEST-DHCP-OK ${PASST_NET.ip.join(".")}/${PASST_NET.prefix} ${GATEWAY}`;
