@@ -301,10 +301,11 @@ export const netBenchmark: Benchmark = {
       if (per !== undefined) {
         analysis.push(
           `Profile of 1514-byte frames guest → host (perf record, cpu-clock, CPU µs per frame by thread, a ` +
-            `one-frame run subtracted): ${per.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")}. The worker-N ` +
-            `threads are the vCPU's and the card's data path: the vCPU spins on the used ring throughout, and ` +
-            `the data path watches the rings for 50 µs after each turn before it sleeps, so both count time ` +
-            `spent waiting for the other; "deno" is the main thread, which takes no part in moving frames.`,
+            `one-frame run subtracted): ${per.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")}. Deno numbers its ` +
+            `Workers in the order they start: worker-1 is the card's data path (the card is opened first), ` +
+            `worker-2 the vCPU. The vCPU spins on the used ring throughout, and the data path watches the ` +
+            `rings for 50 µs after each turn before it sleeps, so both count time spent waiting for the other; ` +
+            `"deno" is the main thread, which takes no part in moving frames.`,
         );
       }
       const rx = await threadCostPerOp(
@@ -317,9 +318,12 @@ export const netBenchmark: Benchmark = {
       if (rx !== undefined) {
         analysis.push(
           `Profile of 1514-byte frames host → guest (the same, per frame net_host injected, the injector ` +
-            `included): ${rx.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")}. On two cores the injector, the ` +
-            `vCPU's polling loop and the data path share two CPUs, so a frame the data path has no time for ` +
-            `waits in the tap's queue and, past its 1000 frames, is dropped by the kernel as a real link would.`,
+            `included; worker-1 the data path, worker-2 the vCPU): ${
+              rx.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")
+            }. ` +
+            `On two cores the injector, the vCPU's polling loop and the data path share two CPUs, so a frame the ` +
+            `data path has no time for waits in the tap's queue and, past its 1000 frames, is dropped by the ` +
+            `kernel as a real link would.`,
         );
       }
       for (const dir of ["tx", "rx"] as const) {
@@ -338,7 +342,9 @@ export const netBenchmark: Benchmark = {
         if (tso === undefined) continue;
         analysis.push(
           `Profile of 64 KiB TSO segments ${dir === "tx" ? "guest → host" : "host → guest"} (the same, per ` +
-            `segment, net_host included): ${tso.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")}. Each segment is ` +
+            `segment, net_host included; worker-1 the data path, worker-2 the vCPU): ${
+              tso.map(([c, us]) => `${c} ${fmt(us)}`).join(", ")
+            }. Each segment is ` +
             `one ${dir === "tx" ? "writev" : "readv"} of 64 KiB on the data-path thread, and the host kernel's ` +
             `copy between the tap and guest memory runs inside that call, so it counts on that thread.`,
         );
