@@ -1,4 +1,4 @@
-/*T:241 The recognizer of the test VM's GS-base panic (T:240) on the
+/*T:235 The recognizer of the test VM's GS-base panic (T:234) on the
  * console tails of the two boots that ended in it, and on what must not
  * pass for it: the same panic with GS and KERNEL_GS_BASE apart, another
  * panic, and any console outside the test VM. :*/

@@ -61,7 +61,7 @@ export async function emulatorStall(launcher: string, timedOut: boolean, symbols
     `the test VM's emulated SVM let an interrupt in with interrupts off (T:236)`;
 }
 
-/*T:240 The test VM's second known fault, seen twice in the CI runs of
+/*T:234 Another known fault of the test VM (the first is T:236), seen twice in the CI runs of
  * 2026-12-05 (Debian's 6.1 kernel, once as its PVH vmlinux on a tap, once
  * as its bzImage on passt; six more boots of the same tests passed): a
  * guest vCPU in user mode takes an interrupt, and the kernel's error_entry
@@ -76,7 +76,7 @@ export async function emulatorStall(launcher: string, timedOut: boolean, symbols
  * VM only, saying so; on hardware KVM it fails the test. :*/
 
 /**
- * Says why a boot ended in the test VM's known GS-base panic (T:240), or undefined if it did not.
+ * Says why a boot ended in the test VM's known GS-base panic (T:234), or undefined if it did not.
  * @param console the guest's console output
  */
 export function emulatorPanic(console: string): string | undefined {
@@ -86,7 +86,7 @@ export function emulatorPanic(console: string): string | undefined {
   const gs = /\bGS:([0-9a-f]{16})\(0000\) knlGS:([0-9a-f]{16})/.exec(console);
   if (gs === null || gs[1] !== gs[2]) return undefined;
   return `the guest kernel panicked in error_entry with GS = KERNEL_GS_BASE = 0x${gs[1]}: ` +
-    `the test VM's emulated SVM left them equal (T:240)`;
+    `the test VM's emulated SVM left them equal (T:234)`;
 }
 
 /** How many times a Linux boot test boots again after the known emulator stall. */
@@ -100,7 +100,7 @@ export interface StallView {
 }
 
 /**
- * Runs `attempt` until it does not end in one of the known emulator faults (T:236, T:240), at most
+ * Runs `attempt` until it does not end in one of the known emulator faults (T:236, T:234), at most
  * EMULATOR_STALL_RETRIES more times, saying so each time; the one loop every
  * Linux boot test uses.
  * @param label what the retry line starts with
