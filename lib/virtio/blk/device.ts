@@ -143,10 +143,7 @@ export class BlockDevice implements VirtioDevice {
       new URL("./queue_thread.worker.ts", import.meta.url),
       `${this.name} queue thread`,
       QCTL.WORDS,
-      {
-        report: (r) => r.kind === "log" ? this.#ctx?.log(r.text) : this.#fail(r.text),
-        broken: (reason) => this.#fail(reason),
-      },
+      { context: () => this.#ctx, reset: () => this.reset() },
     );
     this.#ctl = this.#thread.ctl;
     this.#thread.post({
@@ -279,11 +276,6 @@ export class BlockDevice implements VirtioDevice {
     });
   }
 
-  /** A rule the guest broke, or a queue thread that failed: the device needs a reset. */
-  #fail(reason: string): void {
-    this.#thread.failSession(this.#ctx, reason, () => this.reset());
-  }
-
   /** Withdraws the queue thread's session and forgets the queue, without waiting for its I/O (V:346). */
   reset(): void {
     this.#ctx = undefined;
@@ -301,7 +293,7 @@ export class BlockDevice implements VirtioDevice {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#thread.shutDown({ kind: "close" }, () => this.reset(), () => close(this.#fd));
+    this.#thread.shutDown({ kind: "close" }, () => close(this.#fd));
   }
 }
 

@@ -113,14 +113,8 @@ export class Session {
    * the withdrawal; their results are dropped (no used entry, no
    * interrupt). The session ends only once its I/O has finished (end()),
    * and the thread takes its next message (a new activation) only then, so
-   * two sessions never share an I/O slot. :*/
-  #enter(): void {
-    this.#window.enter();
-  }
-
-  #leave(): void {
-    this.#window.leave();
-  }
+   * two sessions never share an I/O slot. (The window itself is
+   * thread/window.ts's RingWindow, shared with the network card.) :*/
 
   /**
    * One turn: collects completions, drains the ring, raises the interrupt if the driver wants one.
@@ -130,7 +124,7 @@ export class Session {
   turn(): boolean {
     const ctl = this.#ctl;
     const vq = this.#vq;
-    this.#enter();
+    this.#window.enter();
     try {
       if (this.rang) drainEventfd(this.doorbell);
       this.rang = false;
@@ -151,7 +145,7 @@ export class Session {
       }
       return false;
     } finally {
-      this.#leave();
+      this.#window.leave();
     }
   }
 
@@ -231,7 +225,7 @@ export class Session {
     }
     const ctl = this.#ctl;
     const before = io?.inFlight ?? 0;
-    this.#leave();
+    this.#window.leave();
     Atomics.store(ctl, QCTL.INFLIGHT, before + 1);
     let result: number;
     try {
@@ -248,7 +242,7 @@ export class Session {
     } finally {
       Atomics.store(ctl, QCTL.INFLIGHT, before);
     }
-    this.#enter();
+    this.#window.enter();
     this.#finish(p, result);
     return true;
   }

@@ -121,10 +121,7 @@ export class NetDevice implements VirtioDevice {
       new URL("./data_path.worker.ts", import.meta.url),
       `${this.name} data path`,
       NCTL.WORDS,
-      {
-        report: (r) => r.kind === "log" ? this.#ctx?.log(r.text) : this.#fail(r.text),
-        broken: (reason) => this.#fail(reason),
-      },
+      { context: () => this.#ctx, reset: () => this.reset() },
     );
     this.#thread.post({
       kind: "init",
@@ -215,10 +212,6 @@ export class NetDevice implements VirtioDevice {
     ctx.log(`offloads 0x${tapOffloads(ctx.features).toString(16)}, MAC ${formatMac(this.mac)}`);
   }
 
-  #fail(reason: string): void {
-    this.#thread.failSession(this.#ctx, reason, () => this.reset());
-  }
-
   /** Takes both queues back from the data-path thread (V:346) and the tap's offloads with them. */
   reset(): void {
     const ctx = this.#ctx;
@@ -232,7 +225,7 @@ export class NetDevice implements VirtioDevice {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#thread.shutDown({ kind: "close" }, () => this.reset(), () => this.#port.close());
+    this.#thread.shutDown({ kind: "close" }, () => this.#port.close());
   }
 
   /*V:418 Opening the wire, from --tunnet. A new tap always; then either an

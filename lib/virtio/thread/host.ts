@@ -21,12 +21,12 @@ const CLOSE_TIMEOUT_MS = 10_000;
 /** How long withdraw() waits for a ring window to close before it calls the thread stuck. */
 const WINDOW_TIMEOUT_MS = 2_000;
 
-/** What the owner of a {@link QueueThread} hears from it. */
-export interface QueueThreadEvents {
-  /** A report of the session being served (stale ones never arrive here). */
-  report(r: ThreadReport): void;
-  /** The thread failed or is stuck (then it serves nothing more). */
-  broken(reason: string): void;
+/** The device a {@link QueueThread} serves, as far as the thread's reports need it. */
+export interface QueueThreadOwner {
+  /** The device's context while it is active (undefined otherwise): where lines and failures go. */
+  context(): DeviceContext | undefined;
+  /** The device's reset: it drops its session, which withdraws it here. */
+  reset(): void;
 }
 
 /** A device's queue-serving Worker, seen from the main thread (see V:337). */
@@ -37,7 +37,7 @@ export class QueueThread<Command> {
   readonly stopFd: number;
   readonly #name: string;
   readonly #worker: Worker;
-  readonly #events: QueueThreadEvents;
+  readonly #owner: QueueThreadOwner;
   #session = 0;
   #serving = false;
   #received = 0;
@@ -49,11 +49,11 @@ export class QueueThread<Command> {
    * @param source the Worker module, e.g. `new URL("./queue_thread.worker.ts", import.meta.url)`
    * @param name for messages and the thread's name, e.g. "virtio-blk (disk.img) queue thread"
    * @param words control words in all (at least THREAD_WORDS)
-   * @param events where reports and failures go
+   * @param owner the device: its context takes the thread's lines and failures, its reset ends a failed session
    */
-  constructor(source: URL, name: string, words: number, events: QueueThreadEvents) {
+  constructor(source: URL, name: string, words: number, owner: QueueThreadOwner) {
     this.#name = name;
-    this.#events = events;
+    this.#owner = owner;
     this.ctl = new Int32Array(new SharedArrayBuffer(4 * words));
     this.stopFd = eventfd();
     try {
@@ -64,12 +64,15 @@ export class QueueThread<Command> {
     }
     this.#worker.onerror = (ev) => {
       ev.preventDefault();
-      this.#break(`${name} failed: ${ev.message}`);
+      this.#failure ??= `${name} failed: ${ev.message}`;
+      this.#fail(this.#failure);
     };
     this.#worker.onmessage = (ev: MessageEvent<ThreadReport>) => {
       this.#received++;
       const r = ev.data;
-      if (this.#serving && r.session === this.#session) this.#events.report(r);
+      if (!this.#serving || r.session !== this.#session) return;
+      if (r.kind === "log") this.#owner.context()?.log(r.text);
+      else this.#fail(r.text);
     };
   }
 
@@ -143,24 +146,25 @@ export class QueueThread<Command> {
   }
 
   /**
-   * The device's failure path: `ctx.fail` (the transport marks the device as needing a reset, and normally
-   * resets it), then `reset` unless that already happened or a new session began meanwhile.
-   * @param ctx the device's context, undefined when it has no session (then nothing happens)
+   * A rule the guest broke, or a thread that failed: `ctx.fail` (the transport marks the device as needing a
+   * reset, and normally resets it), then the owner's reset unless that already happened or a new session
+   * began meanwhile. Nothing happens while the device has no context.
    */
-  failSession(ctx: DeviceContext | undefined, reason: string, reset: () => void): void {
+  #fail(reason: string): void {
+    const ctx = this.#owner.context();
     if (ctx === undefined) return;
     const session = this.session;
     ctx.fail(reason);
-    if (session === this.session && this.#serving) reset();
+    if (session === this.session && this.#serving) this.#owner.reset();
   }
 
   /**
-   * The device's close, in one order whatever throws: `reset` (the device drops its session, which
+   * The device's close, in one order whatever throws: the owner's reset (it drops its session, which
    * withdraws it), then the thread ends ({@link close}), then `release` closes what the thread used.
    */
-  shutDown(closeMessage: Command, reset: () => void, release: () => void): void {
+  shutDown(closeMessage: Command, release: () => void): void {
     try {
-      reset();
+      this.#owner.reset();
     } finally {
       try {
         this.close(closeMessage);
@@ -168,11 +172,6 @@ export class QueueThread<Command> {
         release();
       }
     }
-  }
-
-  #break(reason: string): void {
-    this.#failure ??= reason;
-    this.#events.broken(this.#failure);
   }
 
   /**
